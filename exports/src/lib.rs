@@ -1,0 +1,1 @@
+//! Export backends, each behind a cargo feature. Filled in by later work.
