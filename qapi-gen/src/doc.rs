@@ -16,8 +16,8 @@ pub struct DocOptions {
 
 /// One `#` line of a documentation block, as found in the file.
 #[derive(Debug, Clone)]
-pub struct DocLine {
-    pub text: String,
+pub struct DocLine<'a> {
+    pub text: &'a str,
     pub pos: usize,
 }
 
@@ -138,7 +138,7 @@ fn is_literal_start(line: &str) -> bool {
 /// Reads a block's lines one at a time, like QEMU's lexer in doc mode.
 struct Lines<'a, 't> {
     text: &'a Text<'t>,
-    lines: &'a [DocLine],
+    lines: &'a [DocLine<'t>],
     idx: usize,
     opts: DocOptions,
     /// Inside a literal block (`::` or `.. qmp-example::`), where the
@@ -171,7 +171,7 @@ impl Lines<'_, '_> {
         let Some(line) = self.lines.get(self.idx) else {
             return Err(self.error("documentation block is not closed with '##'"));
         };
-        let raw = line.text.as_str();
+        let raw = line.text;
         if raw.starts_with("##") {
             if raw != "##" {
                 return Err(self.error("the closing '##' of a documentation block must stand alone on its line"));
@@ -366,9 +366,9 @@ impl Doc {
     }
 
     /// Parses one block; `lines` runs from the opening to the closing `##`.
-    pub(crate) fn parse(text: &Text<'_>, lines: &[DocLine], opts: DocOptions) -> Result<Doc, Diagnostic> {
+    pub(crate) fn parse(text: &Text<'_>, lines: &[DocLine<'_>], opts: DocOptions) -> Result<Doc, Diagnostic> {
         let mut c = Lines { text, lines, idx: 0, opts, literal: false, literal_indent: 0 };
-        if lines.first().map(|l| l.text.as_str()) != Some("##") {
+        if lines.first().map(|l| l.text) != Some("##") {
             return Err(c.error("the opening '##' of a documentation block must stand alone on its line"));
         }
         let info = c.info();

@@ -48,7 +48,8 @@ fn check_name_is_str<'a>(value: &'a Value, info: &Info, source: &str) -> Result<
 
 fn check_name_str<'a>(name: &'a str, info: &Info, source: &str) -> Result<&'a str, Diagnostic> {
     match split_name(name) {
-        Some(stem) if !c_name(name).starts_with("q_") => Ok(stem),
+        // 'q_' (and its spellings 'q-', 'q.') belongs to generated names.
+        Some(stem) if !(name.starts_with('q') && name.as_bytes().get(1).is_some_and(|c| !c.is_ascii_alphanumeric())) => Ok(stem),
         _ => Err(err(
             info,
             format!(
@@ -147,26 +148,27 @@ fn check_cond(cond: &Value, info: &Info, source: &str) -> Check {
     }
 }
 
-/// Checks `features` and expands each string to `{'name': ..}`.
-fn check_features(owner: &mut Dict, info: &Info) -> Check {
-    let Some(slot) = owner.0.iter_mut().find(|(k, _)| k == "features").map(|(_, v)| v) else {
-        return Ok(());
-    };
-    let Value::List(items) = slot else {
+/// Checks `features`: a list of names or `{'name': .., 'if': ..}`.
+fn check_features(owner: &Dict, info: &Info) -> Check {
+    let Some(features) = owner.get("features") else { return Ok(()) };
+    let Value::List(items) = features else {
         return Err(err(info, "'features' must be an array"));
     };
-    for item in items.iter_mut() {
-        if !matches!(item, Value::Dict(_)) {
-            let v = std::mem::replace(item, Value::Bool(false));
-            *item = Value::Dict(Dict(vec![("name".into(), v)]));
-        }
-        let Value::Dict(feat) = item else { continue };
-        let source = "'features' member";
-        check_keys(feat, info, source, &["name"], &["if"])?;
-        let name = check_name_is_str(feat.get("name").unwrap_or(&Value::Bool(false)), info, source)?;
+    let source = "'features' member";
+    for item in items {
+        let (name, feat) = match item {
+            Value::Dict(feat) => {
+                check_keys(feat, info, source, &["name"], &["if"])?;
+                (feat.get("name").unwrap_or(&Value::Bool(false)), Some(feat))
+            }
+            other => (other, None),
+        };
+        let name = check_name_is_str(name, info, source)?;
         let source = format!("{source} '{name}'");
         check_name_lower(name, info, &source, false, false)?;
-        check_if(feat, info, &source)?;
+        if let Some(feat) = feat {
+            check_if(feat, info, &source)?;
+        }
     }
     Ok(())
 }
@@ -224,8 +226,7 @@ fn check_type_implicit(value: Option<&Value>, info: &Info, source: &str, parent:
         let Value::Dict(arg) = arg else { continue };
         check_keys(arg, info, &key_source, &["type"], &["if", "features"])?;
         check_if(arg, info, &key_source)?;
-        let mut arg = arg.clone();
-        check_features(&mut arg, info)?;
+        check_features(arg, info)?;
         check_type_name_or_array(arg.get("type"), info, &key_source)?;
     }
     Ok(())
@@ -287,6 +288,7 @@ fn check_enum(expr: &mut Dict, info: &Info, pragma: &Pragma) -> Check {
         check_name_lower(&checked, info, &source, permissive, permissive)?;
         check_if(member, info, &source)?;
         check_features(member, info)?;
+        expand_features(member);
     }
     Ok(())
 }
@@ -451,6 +453,7 @@ fn check_expr(expr: &mut Expr, docs: &[Doc], pragma: &Pragma) -> Check {
     }
     check_if(d, &info, meta)?;
     check_features(d, &info)?;
+    expand_features(d);
     check_flags(d, &info)
 }
 

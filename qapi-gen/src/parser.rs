@@ -88,15 +88,24 @@ struct SchemaParser {
 pub(crate) struct Text<'a> {
     pub src: &'a str,
     pub file: Rc<SourceFile>,
+    /// Byte offset of the start of every line.
+    line_starts: Vec<usize>,
 }
 
-impl Text<'_> {
+impl<'a> Text<'a> {
+    pub fn new(src: &'a str, file: Rc<SourceFile>) -> Self {
+        let line_starts =
+            std::iter::once(0).chain(src.match_indices('\n').map(|(i, _)| i + 1)).collect();
+        Text { src, file, line_starts }
+    }
+
     pub fn line_of(&self, pos: usize) -> u32 {
-        1 + self.src.as_bytes()[..pos.min(self.src.len())].iter().filter(|&&b| b == b'\n').count() as u32
+        self.line_starts.partition_point(|&s| s <= pos) as u32
     }
 
     pub fn line_start(&self, pos: usize) -> usize {
-        self.src[..pos.min(self.src.len())].rfind('\n').map_or(0, |i| i + 1)
+        let line = self.line_of(pos) as usize;
+        self.line_starts[line.saturating_sub(1)]
     }
 
     pub fn col_of(&self, pos: usize) -> u32 {
@@ -124,66 +133,81 @@ impl SchemaParser {
         let src = match std::str::from_utf8(bytes) {
             Ok(s) => s,
             Err(e) => {
-                let text = Text { src: std::str::from_utf8(&bytes[..e.valid_up_to()]).unwrap_or(""), file };
+                let text = Text::new(std::str::from_utf8(&bytes[..e.valid_up_to()]).unwrap_or(""), file);
                 let pos = text.src.len();
                 return Err(text.error_at(pos, "file is not valid UTF-8 text"));
             }
         };
-        let text = Text { src, file: file.clone() };
-        let mut pos = skip_gap(src, 0);
+        let text = Text::new(src, file.clone());
         let mut cur_doc: Option<usize> = None;
+        if let Ok(mut pairs) = Grammar::parse(Rule::schema, src) {
+            let items = pairs.next().map(|p| p.into_inner().filter(|p| p.as_rule() == Rule::item));
+            for item in items.into_iter().flatten() {
+                let end = item.as_span().end();
+                check_token(&text, skip_gap(src, end))?;
+                self.item(&text, item, 0, &mut cur_doc)?;
+            }
+            return self.reject_expr_doc(cur_doc);
+        }
+        let mut pos = skip_gap(src, 0);
         while pos < src.len() {
             let item = match Grammar::parse(Rule::item, &src[pos..]) {
                 Ok(mut pairs) => pairs.next().ok_or_else(|| text.error_at(pos, "empty item"))?,
                 Err(e) => return Err(explain_failure(&text, pos, &e)),
             };
-            let end = pos + item.as_span().end();
-            let next = skip_gap(src, end);
+            let next = skip_gap(src, pos + item.as_span().end());
             // QEMU's lexer reads the token after an item before the item is
             // acted on: a malformed token there is reported first.
             check_token(&text, next)?;
-            let item = item.into_inner().next().ok_or_else(|| text.error_at(pos, "empty item"))?;
-            match item.as_rule() {
-                Rule::doc_block => {
-                    self.reject_expr_doc(cur_doc)?;
-                    let lines: Vec<DocLine> = item
-                        .into_inner()
-                        .map(|p| DocLine { text: p.as_str().to_string(), pos: pos + p.as_span().start() })
-                        .collect();
-                    let doc = Doc::parse(&text, &lines, self.doc_opts)?;
-                    self.out.docs.push(doc);
-                    cur_doc = Some(self.out.docs.len() - 1);
-                }
-                _ => {
-                    let info = text.info_at(pos);
-                    let value = walk_value(&text, pos, first_child(item, &text, pos)?)?;
-                    let Value::Dict(dict) = value else {
-                        return Err(Diagnostic::new(&info, "a top-level expression must be an object"));
-                    };
-                    if dict.contains("include") {
-                        self.reject_expr_doc(cur_doc)?;
-                        self.include(&text, dict, info)?;
-                    } else if dict.contains("pragma") {
-                        self.reject_expr_doc(cur_doc)?;
-                        self.pragma(dict, &info)?;
-                    } else {
-                        if let Some(d) = cur_doc {
-                            let doc = &self.out.docs[d];
-                            if doc.symbol.is_none() {
-                                return Err(Diagnostic::new(
-                                    &doc.info,
-                                    "this documentation block must name the definition it documents (start it with '@NAME:')",
-                                ));
-                            }
-                        }
-                        self.out.exprs.push(Expr { dict, info, doc: cur_doc, include: None });
-                    }
-                    cur_doc = None;
-                }
-            }
+            self.item(&text, item, pos, &mut cur_doc)?;
             pos = next;
         }
         self.reject_expr_doc(cur_doc)
+    }
+
+    /// Acts on one top-level item found at byte offset `base` + its span.
+    fn item(&mut self, text: &Text<'_>, item: Pair<'_, Rule>, base: usize, cur_doc: &mut Option<usize>) -> Result<(), Diagnostic> {
+        let pos = base + item.as_span().start();
+        let item = item.into_inner().next().ok_or_else(|| text.error_at(pos, "empty item"))?;
+        match item.as_rule() {
+            Rule::doc_block => {
+                self.reject_expr_doc(*cur_doc)?;
+                let lines: Vec<DocLine> = item
+                    .into_inner()
+                    .map(|p| DocLine { text: p.as_str(), pos: base + p.as_span().start() })
+                    .collect();
+                let doc = Doc::parse(text, &lines, self.doc_opts)?;
+                self.out.docs.push(doc);
+                *cur_doc = Some(self.out.docs.len() - 1);
+            }
+            _ => {
+                let info = text.info_at(pos);
+                let value = walk_value(text, base, first_child(item, text, pos)?)?;
+                let Value::Dict(dict) = value else {
+                    return Err(Diagnostic::new(&info, "a top-level expression must be an object"));
+                };
+                if dict.contains("include") {
+                    self.reject_expr_doc(*cur_doc)?;
+                    self.include(text, dict, info)?;
+                } else if dict.contains("pragma") {
+                    self.reject_expr_doc(*cur_doc)?;
+                    self.pragma(dict, &info)?;
+                } else {
+                    if let Some(d) = *cur_doc {
+                        let doc = &self.out.docs[d];
+                        if doc.symbol.is_none() {
+                            return Err(Diagnostic::new(
+                                &doc.info,
+                                "this documentation block must name the definition it documents (start it with '@NAME:')",
+                            ));
+                        }
+                    }
+                    self.out.exprs.push(Expr { dict, info, doc: *cur_doc, include: None });
+                }
+                *cur_doc = None;
+            }
+        }
+        Ok(())
     }
 
     fn reject_expr_doc(&self, doc: Option<usize>) -> Result<(), Diagnostic> {
@@ -272,7 +296,12 @@ impl SchemaParser {
 }
 
 fn first_child<'a>(pair: Pair<'a, Rule>, text: &Text<'_>, pos: usize) -> Result<Pair<'a, Rule>, Diagnostic> {
-    pair.into_inner().next().ok_or_else(|| text.error_at(pos, "expected a value"))
+    children(pair).next().ok_or_else(|| text.error_at(pos, "expected a value"))
+}
+
+/// Inner pairs without the comments between tokens.
+fn children(pair: Pair<'_, Rule>) -> impl Iterator<Item = Pair<'_, Rule>> {
+    pair.into_inner().filter(|p| p.as_rule() != Rule::comment_text)
 }
 
 /// Skips blanks and plain `#` comments (not `##` lines).
@@ -298,7 +327,7 @@ fn walk_value(text: &Text<'_>, base: usize, pair: Pair<'_, Rule>) -> Result<Valu
         Rule::boolean => Ok(Value::Bool(pair.as_str() == "true")),
         Rule::array => {
             let mut items = Vec::new();
-            for p in pair.into_inner() {
+            for p in children(pair) {
                 if matches!(p.as_rule(), Rule::object | Rule::array | Rule::string | Rule::boolean) {
                     items.push(walk_value(text, base, p)?);
                 }
@@ -307,8 +336,8 @@ fn walk_value(text: &Text<'_>, base: usize, pair: Pair<'_, Rule>) -> Result<Valu
         }
         Rule::object => {
             let mut dict = Dict::default();
-            for p in pair.into_inner().filter(|p| p.as_rule() == Rule::pair) {
-                let mut inner = p.into_inner();
+            for p in children(pair).filter(|p| p.as_rule() == Rule::pair) {
+                let mut inner = children(p);
                 let (Some(key), Some(_colon), Some(val)) = (inner.next(), inner.next(), inner.next()) else {
                     return Err(text.error_at(at, "malformed member"));
                 };
@@ -334,6 +363,13 @@ fn walk_value(text: &Text<'_>, base: usize, pair: Pair<'_, Rule>) -> Result<Valu
 /// Decodes a quoted string: only `\\` escapes, only printable ASCII.
 /// Errors point at the opening quote, as QEMU's do.
 fn decode_string(text: &Text<'_>, at: usize, raw: &str) -> Result<String, Diagnostic> {
+    // Fast path: closed, no escapes, printable ASCII.
+    if raw.len() >= 2 && raw.ends_with('\'') {
+        let inner = &raw[1..raw.len() - 1];
+        if inner.bytes().all(|b| (32..127).contains(&b) && b != b'\\' && b != b'\'') {
+            return Ok(inner.to_string());
+        }
+    }
     let body = raw.strip_prefix('\'').unwrap_or(raw);
     let mut out = String::new();
     let mut chars = body.chars();
@@ -362,7 +398,7 @@ fn decode_string(text: &Text<'_>, at: usize, raw: &str) -> Result<String, Diagno
 
 /// Reports the token at `pos` if it is malformed (stray text, bad string).
 fn check_token(text: &Text<'_>, pos: usize) -> Result<(), Diagnostic> {
-    if pos >= text.src.len() {
+    if pos >= text.src.len() || matches!(text.src.as_bytes()[pos], b'{' | b'}' | b'[' | b']' | b':' | b',' | b'#') {
         return Ok(());
     }
     let Ok(mut pairs) = Grammar::parse(Rule::lexeme, &text.src[pos..]) else {

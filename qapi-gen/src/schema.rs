@@ -900,12 +900,12 @@ impl Builder {
     }
 
     fn connect_doc_to(&mut self, id: EntityId, d: usize) -> Result<(), Diagnostic> {
-        let e = self.schema.entities[id].clone();
-        let symbol = self.schema.docs[d].symbol.clone().unwrap_or_default();
-        let exempt = self.schema.pragma.documentation_exceptions.contains(&symbol);
-        let doc = &mut self.schema.docs[d];
+        let Schema { entities, docs, pragma, .. } = &mut self.schema;
+        let e = &entities[id];
+        let doc = &mut docs[d];
+        let exempt = doc.symbol.as_ref().is_some_and(|s| pragma.documentation_exceptions.contains(s));
         for f in &e.features {
-            doc.connect_feature(&f.name, f.info.as_ref().unwrap_or_else(|| unreachable_info_ref()))?;
+            doc.connect_feature(&f.name, f.info.as_ref().unwrap_or(&e_info(e)))?;
         }
         let connect_members = |doc: &mut Doc, members: &[Member]| -> Result<(), Diagnostic> {
             for m in members {
@@ -916,6 +916,12 @@ impl Builder {
                 }
             }
             Ok(())
+        };
+        let implicit_members = |id: EntityId| -> &[Member] {
+            match &entities[id].kind {
+                EntityKind::Object(o) if entities[id].is_implicit() => &o.local_members,
+                _ => &[],
+            }
         };
         match &e.kind {
             EntityKind::Enum { members, .. } => {
@@ -928,21 +934,14 @@ impl Builder {
                 }
             }
             EntityKind::Object(o) => {
-                if let Some(base) = o.base
-                    && self.schema.entities[base].is_implicit()
-                {
-                    let bm = self.object(base).local_members.clone();
-                    connect_members(&mut self.schema.docs[d], &bm)?;
+                if let Some(base) = o.base {
+                    connect_members(doc, implicit_members(base))?;
                 }
-                connect_members(&mut self.schema.docs[d], &o.local_members)?;
+                connect_members(doc, &o.local_members)?;
             }
             EntityKind::Alternate(a) => connect_members(doc, &a.variants)?,
-            EntityKind::Command(Command { arg_type: Some(arg), .. }) | EntityKind::Event(Event { arg_type: Some(arg), .. }) => {
-                if self.schema.entities[*arg].is_implicit() {
-                    let am = self.object(*arg).local_members.clone();
-                    connect_members(&mut self.schema.docs[d], &am)?;
-                }
-            }
+            EntityKind::Command(Command { arg_type: Some(arg), .. })
+            | EntityKind::Event(Event { arg_type: Some(arg), .. }) => connect_members(doc, implicit_members(*arg))?,
             _ => {}
         }
         Ok(())
@@ -950,6 +949,7 @@ impl Builder {
 
     fn assign_modules(&mut self) {
         let builtin = self.module_index(BUILTIN_MODULE);
+        let mut by_file: HashMap<*const crate::source::SourceFile, usize> = HashMap::new();
         for id in 0..self.schema.entities.len() {
             let e = &self.schema.entities[id];
             let info = match &e.kind {
@@ -957,10 +957,15 @@ impl Builder {
                 _ => e.info.clone(),
             };
             let m = match info {
-                Some(i) => {
-                    let name = self.module_name(&i.file.name);
-                    self.module_index(&name)
-                }
+                Some(i) => match by_file.get(&std::rc::Rc::as_ptr(&i.file)) {
+                    Some(&m) => m,
+                    None => {
+                        let name = self.module_name(&i.file.name);
+                        let m = self.module_index(&name);
+                        by_file.insert(std::rc::Rc::as_ptr(&i.file), m);
+                        m
+                    }
+                },
                 None => builtin,
             };
             self.schema.entities[id].module = m;
@@ -986,11 +991,8 @@ fn unreachable_info() -> Info {
     Info::new(file, 0)
 }
 
-fn unreachable_info_ref() -> &'static Info {
-    thread_local! {
-        static INFO: &'static Info = Box::leak(Box::new(unreachable_info()));
-    }
-    INFO.with(|i| *i)
+fn e_info(e: &Entity) -> Info {
+    e.info.clone().unwrap_or_else(unreachable_info)
 }
 
 fn unreachable_object() -> ! {

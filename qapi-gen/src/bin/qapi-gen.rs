@@ -51,6 +51,8 @@ fn main() -> ExitCode {
             if cmd == "dump" {
                 print!("{}", qapi_gen::dump::dump(&schema));
             }
+            // The process ends here: freeing the model would only cost time.
+            std::mem::forget(schema);
             ExitCode::SUCCESS
         }
         Err(e) => {
