@@ -11,6 +11,7 @@ pub mod diagnostic;
 pub mod doc;
 pub mod dump;
 pub mod expr;
+pub mod introspect;
 pub mod model;
 pub mod names;
 pub mod parser;
