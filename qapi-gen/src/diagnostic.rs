@@ -19,15 +19,27 @@ pub struct Diagnostic {
 
 impl Diagnostic {
     pub fn new(info: &Info, message: impl Into<String>) -> Self {
-        Diagnostic { info: Some(info.clone()), col: None, message: message.into() }
+        Diagnostic {
+            info: Some(info.clone()),
+            col: None,
+            message: message.into(),
+        }
     }
 
     pub fn at_col(info: &Info, col: u32, message: impl Into<String>) -> Self {
-        Diagnostic { info: Some(info.clone()), col: Some(col), message: message.into() }
+        Diagnostic {
+            info: Some(info.clone()),
+            col: Some(col),
+            message: message.into(),
+        }
     }
 
     pub fn bare(message: impl Into<String>) -> Self {
-        Diagnostic { info: None, col: None, message: message.into() }
+        Diagnostic {
+            info: None,
+            col: None,
+            message: message.into(),
+        }
     }
 
     /// `FILE:LINE[:COL]` without the context lines.

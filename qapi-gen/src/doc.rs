@@ -74,7 +74,13 @@ pub struct Section {
 
 impl Section {
     fn new(info: Info, kind: SectionKind, name: Option<String>) -> Self {
-        Section { info, kind, text: String::new(), name, connected: false }
+        Section {
+            info,
+            kind,
+            text: String::new(),
+            name,
+            connected: false,
+        }
     }
 }
 
@@ -111,7 +117,9 @@ fn leading_ws(line: &str) -> usize {
 
 /// `Returns:`, `Since:` ... at the start of a line (but not `Note::`).
 fn tagged_section(line: &str) -> Option<(&'static str, usize)> {
-    for tag in ["Returns", "Errors", "Since", "Notes", "Note", "Examples", "Example", "TODO"] {
+    for tag in [
+        "Returns", "Errors", "Since", "Notes", "Note", "Examples", "Example", "TODO",
+    ] {
         if let Some(rest) = line.strip_prefix(tag)
             && rest.starts_with(':')
             && !rest.starts_with("::")
@@ -127,10 +135,14 @@ fn tagged_section(line: &str) -> Option<(&'static str, usize)> {
 /// `::` or `.. qmp-example::` alone at the end of a line starts a literal
 /// block.
 fn is_literal_start(line: &str) -> bool {
-    let Some(rest) = line.strip_suffix("::") else { return false };
+    let Some(rest) = line.strip_suffix("::") else {
+        return false;
+    };
     let rest = rest.trim_end_matches(' ');
     match rest.strip_prefix("..") {
-        Some(r) => r.len() > r.trim_start_matches(' ').len() && r.trim_start_matches(' ') == "qmp-example",
+        Some(r) => {
+            r.len() > r.trim_start_matches(' ').len() && r.trim_start_matches(' ') == "qmp-example"
+        }
         None => rest.is_empty(),
     }
 }
@@ -174,7 +186,9 @@ impl Lines<'_, '_> {
         let raw = line.text;
         if raw.starts_with("##") {
             if raw != "##" {
-                return Err(self.error("the closing '##' of a documentation block must stand alone on its line"));
+                return Err(self.error(
+                    "the closing '##' of a documentation block must stand alone on its line",
+                ));
             }
             self.literal = false;
             return Ok(None);
@@ -207,7 +221,10 @@ impl Lines<'_, '_> {
     fn check_style(&self, line: &str) -> Result<(), Diagnostic> {
         if line.chars().count() + 2 > 70 {
             let t = line.trim_start_matches(' ');
-            let is_url = ["http://", "https://", "ftp://"].iter().any(|p| t.starts_with(p)) && !t.contains(' ');
+            let is_url = ["http://", "https://", "ftp://"]
+                .iter()
+                .any(|p| t.starts_with(p))
+                && !t.contains(' ');
             if !is_url {
                 return Err(self.error("documentation line is longer than 70 columns"));
             }
@@ -217,9 +234,15 @@ impl Lines<'_, '_> {
         let b = line.as_bytes();
         let mut i = 0;
         while i + 2 < b.len() {
-            if b".!?".contains(&b[i]) && b[i + 1] == b' ' && (b[i + 2].is_ascii_uppercase() || b[i + 2].is_ascii_digit() || b[i + 2] == b'(') {
+            if b".!?".contains(&b[i])
+                && b[i + 1] == b' '
+                && (b[i + 2].is_ascii_uppercase() || b[i + 2].is_ascii_digit() || b[i + 2] == b'(')
+            {
                 let before = &line[..=i];
-                let eg = before.ends_with("e.g.") && (before.len() == 4 || !line.as_bytes()[before.len() - 5].is_ascii_alphanumeric() && line.as_bytes()[before.len() - 5] != b'_');
+                let eg = before.ends_with("e.g.")
+                    && (before.len() == 4
+                        || !line.as_bytes()[before.len() - 5].is_ascii_alphanumeric()
+                            && line.as_bytes()[before.len() - 5] != b'_');
                 let list_number = {
                     let t = before.trim_start_matches(' ');
                     t.len() == 2 && t.as_bytes()[0].is_ascii_digit() && t.ends_with('.')
@@ -272,11 +295,17 @@ impl Doc {
     }
 
     pub fn arg(&self, name: &str) -> Option<&Section> {
-        self.args.iter().map(|&i| &self.store[i]).find(|s| s.name.as_deref() == Some(name))
+        self.args
+            .iter()
+            .map(|&i| &self.store[i])
+            .find(|s| s.name.as_deref() == Some(name))
     }
 
     pub fn feature(&self, name: &str) -> Option<&Section> {
-        self.features.iter().map(|&i| &self.store[i]).find(|s| s.name.as_deref() == Some(name))
+        self.features
+            .iter()
+            .map(|&i| &self.store[i])
+            .find(|s| s.name.as_deref() == Some(name))
     }
 
     fn push(&mut self, section: Section) -> usize {
@@ -316,7 +345,10 @@ impl Doc {
             _ => None,
         };
         if let Some(Some(_)) = slot {
-            return Err(Diagnostic::new(&info, format!("this block already has a '{}' section", kind.tag())));
+            return Err(Diagnostic::new(
+                &info,
+                format!("this block already has a '{}' section", kind.tag()),
+            ));
         }
         let i = self.push(Section::new(info, kind, None));
         match kind {
@@ -331,13 +363,27 @@ impl Doc {
 
     fn new_description(&mut self, info: Info, name: &str, feature: bool) -> Result<(), Diagnostic> {
         if name.is_empty() {
-            return Err(Diagnostic::new(&info, "'@:' needs a member or feature name between '@' and ':'"));
+            return Err(Diagnostic::new(
+                &info,
+                "'@:' needs a member or feature name between '@' and ':'",
+            ));
         }
-        let exists = if feature { self.feature(name).is_some() } else { self.arg(name).is_some() };
+        let exists = if feature {
+            self.feature(name).is_some()
+        } else {
+            self.arg(name).is_some()
+        };
         if exists {
-            return Err(Diagnostic::new(&info, format!("'{name}' is described twice")));
+            return Err(Diagnostic::new(
+                &info,
+                format!("'{name}' is described twice"),
+            ));
         }
-        let kind = if feature { SectionKind::Feature } else { SectionKind::Member };
+        let kind = if feature {
+            SectionKind::Feature
+        } else {
+            SectionKind::Member
+        };
         let i = self.push(Section::new(info, kind, Some(name.to_string())));
         if feature {
             self.features.push(i);
@@ -359,17 +405,33 @@ impl Doc {
                     }
                     k => format!("'{}:'", k.tag()),
                 };
-                return Err(Diagnostic::new(&s.info, format!("{what} needs a description after it")));
+                return Err(Diagnostic::new(
+                    &s.info,
+                    format!("{what} needs a description after it"),
+                ));
             }
         }
         Ok(())
     }
 
     /// Parses one block; `lines` runs from the opening to the closing `##`.
-    pub(crate) fn parse(text: &Text<'_>, lines: &[DocLine<'_>], opts: DocOptions) -> Result<Doc, Diagnostic> {
-        let mut c = Lines { text, lines, idx: 0, opts, literal: false, literal_indent: 0 };
+    pub(crate) fn parse(
+        text: &Text<'_>,
+        lines: &[DocLine<'_>],
+        opts: DocOptions,
+    ) -> Result<Doc, Diagnostic> {
+        let mut c = Lines {
+            text,
+            lines,
+            idx: 0,
+            opts,
+            literal: false,
+            literal_indent: 0,
+        };
         if lines.first().map(|l| l.text) != Some("##") {
-            return Err(c.error("the opening '##' of a documentation block must stand alone on its line"));
+            return Err(
+                c.error("the opening '##' of a documentation block must stand alone on its line")
+            );
         }
         let info = c.info();
         let mut line = c.next()?;
@@ -377,7 +439,9 @@ impl Doc {
         match line.as_deref() {
             Some(l) if l.starts_with('@') => {
                 let Some(sym) = l.strip_suffix(':') else {
-                    return Err(c.error("the first line of definition documentation must be '@NAME:'"));
+                    return Err(
+                        c.error("the first line of definition documentation must be '@NAME:'")
+                    );
                 };
                 let sym = &sym[1..];
                 if sym.is_empty() {
@@ -405,7 +469,11 @@ impl Doc {
         Ok(doc)
     }
 
-    fn parse_definition(&mut self, c: &mut Lines<'_, '_>, mut line: Option<String>) -> Result<(), Diagnostic> {
+    fn parse_definition(
+        &mut self,
+        c: &mut Lines<'_, '_>,
+        mut line: Option<String>,
+    ) -> Result<(), Diagnostic> {
         // Member descriptions must come before any other section.
         let mut no_more_args = false;
         'outer: while let Some(mut l) = line.take() {
@@ -417,7 +485,9 @@ impl Doc {
             }
             if l == "Features:" {
                 if !self.features.is_empty() {
-                    return Err(c.error("a second 'Features:' line; describe all features under the first"));
+                    return Err(c.error(
+                        "a second 'Features:' line; describe all features under the first",
+                    ));
                 }
                 line = c.next()?;
                 while line.as_deref() == Some("") {
@@ -541,14 +611,25 @@ impl Doc {
         member_info: &Info,
         exempt: bool,
     ) -> Result<(), Diagnostic> {
-        if let Some(&i) = self.args.iter().find(|&&i| self.store[i].name.as_deref() == Some(name)) {
+        if let Some(&i) = self
+            .args
+            .iter()
+            .find(|&&i| self.store[i].name.as_deref() == Some(name))
+        {
             self.store[i].connected = true;
             return Ok(());
         }
         if !exempt {
-            return Err(Diagnostic::new(member_info, format!("{role} '{name}' has no description in the documentation")));
+            return Err(Diagnostic::new(
+                member_info,
+                format!("{role} '{name}' has no description in the documentation"),
+            ));
         }
-        let mut section = Section::new(self.info.clone(), SectionKind::Member, Some(name.to_string()));
+        let mut section = Section::new(
+            self.info.clone(),
+            SectionKind::Member,
+            Some(name.to_string()),
+        );
         section.connected = true;
         self.store.push(section);
         let i = self.store.len() - 1;
@@ -561,13 +642,24 @@ impl Doc {
         Ok(())
     }
 
-    pub(crate) fn connect_feature(&mut self, name: &str, feature_info: &Info) -> Result<(), Diagnostic> {
-        match self.features.iter().find(|&&i| self.store[i].name.as_deref() == Some(name)) {
+    pub(crate) fn connect_feature(
+        &mut self,
+        name: &str,
+        feature_info: &Info,
+    ) -> Result<(), Diagnostic> {
+        match self
+            .features
+            .iter()
+            .find(|&&i| self.store[i].name.as_deref() == Some(name))
+        {
             Some(&i) => {
                 self.store[i].connected = true;
                 Ok(())
             }
-            None => Err(Diagnostic::new(feature_info, format!("feature '{name}' has no description in the documentation"))),
+            None => Err(Diagnostic::new(
+                feature_info,
+                format!("feature '{name}' has no description in the documentation"),
+            )),
         }
     }
 
@@ -577,14 +669,23 @@ impl Doc {
             if let Some(r) = self.returns()
                 && !has_returns
             {
-                return Err(Diagnostic::new(&r.info, "'Returns' section, but the command has no 'returns'"));
+                return Err(Diagnostic::new(
+                    &r.info,
+                    "'Returns' section, but the command has no 'returns'",
+                ));
             }
         } else {
             if let Some(r) = self.returns() {
-                return Err(Diagnostic::new(&r.info, "'Returns' sections belong to commands only"));
+                return Err(Diagnostic::new(
+                    &r.info,
+                    "'Returns' sections belong to commands only",
+                ));
             }
             if let Some(e) = self.errors() {
-                return Err(Diagnostic::new(&e.info, "'Errors' sections belong to commands only"));
+                return Err(Diagnostic::new(
+                    &e.info,
+                    "'Errors' sections belong to commands only",
+                ));
             }
         }
         Ok(())
@@ -593,10 +694,16 @@ impl Doc {
     /// Descriptions of members or features the definition does not have.
     pub(crate) fn check(&self) -> Result<(), Diagnostic> {
         for (list, what) in [(&self.args, "member"), (&self.features, "feature")] {
-            let bogus: Vec<&Section> = list.iter().map(|&i| &self.store[i]).filter(|s| !s.connected).collect();
+            let bogus: Vec<&Section> = list
+                .iter()
+                .map(|&i| &self.store[i])
+                .filter(|s| !s.connected)
+                .collect();
             if let Some(first) = bogus.first() {
-                let names: Vec<String> =
-                    bogus.iter().map(|s| format!("'{}'", s.name.as_deref().unwrap_or(""))).collect();
+                let names: Vec<String> = bogus
+                    .iter()
+                    .map(|s| format!("'{}'", s.name.as_deref().unwrap_or("")))
+                    .collect();
                 let msg = if bogus.len() == 1 {
                     format!("documented {what} {} does not exist", names[0])
                 } else {

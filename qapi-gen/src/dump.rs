@@ -53,11 +53,21 @@ pub fn dump(schema: &Schema) -> String {
         let _ = writeln!(out, "    body=\n{}", doc.body().text);
         for &i in &doc.args {
             let s = &doc.store[i];
-            let _ = writeln!(out, "    arg={}\n{}", s.name.as_deref().unwrap_or(""), s.text);
+            let _ = writeln!(
+                out,
+                "    arg={}\n{}",
+                s.name.as_deref().unwrap_or(""),
+                s.text
+            );
         }
         for &i in &doc.features {
             let s = &doc.store[i];
-            let _ = writeln!(out, "    feature={}\n{}", s.name.as_deref().unwrap_or(""), s.text);
+            let _ = writeln!(
+                out,
+                "    feature={}\n{}",
+                s.name.as_deref().unwrap_or(""),
+                s.text
+            );
         }
         for &i in &doc.sections {
             let s = &doc.store[i];
@@ -101,7 +111,13 @@ fn dump_entity(out: &mut String, schema: &Schema, e: &Entity) {
                 let _ = writeln!(out, "    base {}", schema.entity(b).name);
             }
             for m in &o.local_members {
-                let _ = writeln!(out, "    member {}: {} optional={}", m.name, schema.type_name(m.ty), py_bool(m.optional));
+                let _ = writeln!(
+                    out,
+                    "    member {}: {} optional={}",
+                    m.name,
+                    schema.type_name(m.ty),
+                    py_bool(m.optional)
+                );
                 print_if(out, &m.ifcond, 8);
                 print_features(out, &m.features, 8);
             }
@@ -118,7 +134,13 @@ fn dump_entity(out: &mut String, schema: &Schema, e: &Entity) {
             print_features(out, &e.features, 4);
         }
         EntityKind::Command(c) => {
-            let _ = writeln!(out, "command {} {} -> {}", e.name, schema.type_name(c.arg_type), schema.type_name(c.ret_type));
+            let _ = writeln!(
+                out,
+                "command {} {} -> {}",
+                e.name,
+                schema.type_name(c.arg_type),
+                schema.type_name(c.ret_type)
+            );
             let _ = writeln!(
                 out,
                 "    gen={} success_response={} boxed={} oob={} preconfig={}{}",

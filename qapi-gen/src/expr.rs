@@ -20,36 +20,77 @@ fn err(info: &Info, msg: impl Into<String>) -> Diagnostic {
 fn quoted_sorted<'a>(items: impl IntoIterator<Item = &'a str>) -> String {
     let mut v: Vec<&str> = items.into_iter().collect();
     v.sort_unstable();
-    v.iter().map(|s| format!("'{s}'")).collect::<Vec<_>>().join(", ")
+    v.iter()
+        .map(|s| format!("'{s}'"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
-fn check_keys(dict: &Dict, info: &Info, source: &str, required: &[&str], optional: &[&str]) -> Check {
-    let missing: Vec<&str> = required.iter().copied().filter(|k| !dict.contains(k)).collect();
+fn check_keys(
+    dict: &Dict,
+    info: &Info,
+    source: &str,
+    required: &[&str],
+    optional: &[&str],
+) -> Check {
+    let missing: Vec<&str> = required
+        .iter()
+        .copied()
+        .filter(|k| !dict.contains(k))
+        .collect();
     if !missing.is_empty() {
         let s = if missing.len() > 1 { "s" } else { "" };
-        return Err(err(info, format!("{source} lacks the required key{s} {}", quoted_sorted(missing))));
+        return Err(err(
+            info,
+            format!(
+                "{source} lacks the required key{s} {}",
+                quoted_sorted(missing)
+            ),
+        ));
     }
-    let unknown: Vec<&str> =
-        dict.keys().filter(|k| !required.contains(k) && !optional.contains(k)).collect();
+    let unknown: Vec<&str> = dict
+        .keys()
+        .filter(|k| !required.contains(k) && !optional.contains(k))
+        .collect();
     if !unknown.is_empty() {
         let s = if unknown.len() > 1 { "s" } else { "" };
         let valid = quoted_sorted(required.iter().chain(optional.iter()).copied());
         return Err(err(
             info,
-            format!("{source} has unknown key{s} {}\nValid keys are {valid}.", quoted_sorted(unknown)),
+            format!(
+                "{source} has unknown key{s} {}\nValid keys are {valid}.",
+                quoted_sorted(unknown)
+            ),
         ));
     }
     Ok(())
 }
 
-fn check_name_is_str<'a>(value: &'a Value, info: &Info, source: &str) -> Result<&'a str, Diagnostic> {
-    value.as_str().ok_or_else(|| err(info, format!("{source} needs a name, which must be a string")))
+fn check_name_is_str<'a>(
+    value: &'a Value,
+    info: &Info,
+    source: &str,
+) -> Result<&'a str, Diagnostic> {
+    value.as_str().ok_or_else(|| {
+        err(
+            info,
+            format!("{source} needs a name, which must be a string"),
+        )
+    })
 }
 
 fn check_name_str<'a>(name: &'a str, info: &Info, source: &str) -> Result<&'a str, Diagnostic> {
     match split_name(name) {
         // 'q_' (and its spellings 'q-', 'q.') belongs to generated names.
-        Some(stem) if !(name.starts_with('q') && name.as_bytes().get(1).is_some_and(|c| !c.is_ascii_alphanumeric())) => Ok(stem),
+        Some(stem)
+            if !(name.starts_with('q')
+                && name
+                    .as_bytes()
+                    .get(1)
+                    .is_some_and(|c| !c.is_ascii_alphanumeric())) =>
+        {
+            Ok(stem)
+        }
         _ => Err(err(
             info,
             format!(
@@ -63,15 +104,29 @@ fn check_name_str<'a>(name: &'a str, info: &Info, source: &str) -> Result<&'a st
 fn check_name_upper(name: &str, info: &Info, source: &str) -> Check {
     let stem = check_name_str(name, info, source)?;
     if stem.chars().any(|c| c.is_ascii_lowercase() || c == '-') {
-        return Err(err(info, format!("the name of {source} must be in upper case with '_' (like 'BLOCK_JOB_READY')")));
+        return Err(err(
+            info,
+            format!("the name of {source} must be in upper case with '_' (like 'BLOCK_JOB_READY')"),
+        ));
     }
     Ok(())
 }
 
-fn check_name_lower(name: &str, info: &Info, source: &str, permit_upper: bool, permit_underscore: bool) -> Check {
+fn check_name_lower(
+    name: &str,
+    info: &Info,
+    source: &str,
+    permit_upper: bool,
+    permit_underscore: bool,
+) -> Check {
     let stem = check_name_str(name, info, source)?;
-    if (!permit_upper && stem.chars().any(|c| c.is_ascii_uppercase())) || (!permit_underscore && stem.contains('_')) {
-        return Err(err(info, format!("the name of {source} must be in lower case with '-' (like 'node-name')")));
+    if (!permit_upper && stem.chars().any(|c| c.is_ascii_uppercase()))
+        || (!permit_underscore && stem.contains('_'))
+    {
+        return Err(err(
+            info,
+            format!("the name of {source} must be in lower case with '-' (like 'node-name')"),
+        ));
     }
     Ok(())
 }
@@ -83,7 +138,10 @@ fn check_name_camel(name: &str, info: &Info, source: &str) -> Check {
         && b.iter().all(u8::is_ascii_alphanumeric)
         && b[1..].iter().any(u8::is_ascii_lowercase);
     if !ok {
-        return Err(err(info, format!("the name of {source} must be in CamelCase (like 'BlockdevOptions')")));
+        return Err(err(
+            info,
+            format!("the name of {source} must be in CamelCase (like 'BlockdevOptions')"),
+        ));
     }
     Ok(())
 }
@@ -98,7 +156,10 @@ fn check_defn_name(name: &str, info: &Info, meta: &str, pragma: &Pragma) -> Chec
         _ => check_name_camel(name, info, meta)?,
     }
     if name.ends_with("List") {
-        return Err(err(info, format!("{meta} names must not end in 'List' (reserved for array types)")));
+        return Err(err(
+            info,
+            format!("{meta} names must not end in 'List' (reserved for array types)"),
+        ));
     }
     Ok(())
 }
@@ -117,40 +178,71 @@ fn check_cond(cond: &Value, info: &Info, source: &str) -> Check {
         Value::Str(s) => {
             let b = s.as_bytes();
             let ok = b.first().is_some_and(u8::is_ascii_uppercase)
-                && b.iter().all(|&c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == b'_');
+                && b.iter()
+                    .all(|&c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == b'_');
             if ok {
                 Ok(())
             } else {
                 Err(err(
                     info,
-                    format!("'if' condition '{s}' of {source} is not a valid identifier (upper case, digits and '_', like 'CONFIG_FUSE')"),
+                    format!(
+                        "'if' condition '{s}' of {source} is not a valid identifier (upper case, digits and '_', like 'CONFIG_FUSE')"
+                    ),
                 ))
             }
         }
         Value::Dict(d) => {
-            check_keys(d, info, &format!("'if' condition of {source}"), &[], &["all", "any", "not"])?;
+            check_keys(
+                d,
+                info,
+                &format!("'if' condition of {source}"),
+                &[],
+                &["all", "any", "not"],
+            )?;
             if d.len() != 1 {
-                return Err(err(info, format!("'if' condition of {source} must have exactly one of 'all', 'any' or 'not'")));
+                return Err(err(
+                    info,
+                    format!(
+                        "'if' condition of {source} must have exactly one of 'all', 'any' or 'not'"
+                    ),
+                ));
             }
             if let Some(inner) = d.get("not") {
                 return check_cond(inner, info, source);
             }
-            let (op, operands) = if let Some(v) = d.get("all") { ("all", v) } else { ("any", d.get("any").unwrap_or(&Value::Bool(false))) };
+            let (op, operands) = if let Some(v) = d.get("all") {
+                ("all", v)
+            } else {
+                ("any", d.get("any").unwrap_or(&Value::Bool(false)))
+            };
             let Value::List(items) = operands else {
-                return Err(err(info, format!("'{op}' condition of {source} must be an array")));
+                return Err(err(
+                    info,
+                    format!("'{op}' condition of {source} must be an array"),
+                ));
             };
             if items.is_empty() {
-                return Err(err(info, format!("'if' condition [] of {source} is useless: '{op}' needs at least one operand")));
+                return Err(err(
+                    info,
+                    format!(
+                        "'if' condition [] of {source} is useless: '{op}' needs at least one operand"
+                    ),
+                ));
             }
             items.iter().try_for_each(|c| check_cond(c, info, source))
         }
-        _ => Err(err(info, format!("'if' condition of {source} must be a string or an object"))),
+        _ => Err(err(
+            info,
+            format!("'if' condition of {source} must be a string or an object"),
+        )),
     }
 }
 
 /// Checks `features`: a list of names or `{'name': .., 'if': ..}`.
 fn check_features(owner: &Dict, info: &Info) -> Check {
-    let Some(features) = owner.get("features") else { return Ok(()) };
+    let Some(features) = owner.get("features") else {
+        return Ok(());
+    };
     let Value::List(items) = features else {
         return Err(err(info, "'features' must be an array"));
     };
@@ -203,16 +295,33 @@ fn check_type_name_or_array(value: Option<&Value>, info: &Info, source: &str) ->
             if items.len() == 1 && matches!(items[0], Value::Str(_)) {
                 Ok(())
             } else {
-                Err(err(info, format!("{source}: an array type is written as a list of exactly one type name, like ['str']")))
+                Err(err(
+                    info,
+                    format!(
+                        "{source}: an array type is written as a list of exactly one type name, like ['str']"
+                    ),
+                ))
             }
         }
-        _ => Err(err(info, format!("{source} should be a type name or an array like ['str']"))),
+        _ => Err(err(
+            info,
+            format!("{source} should be a type name or an array like ['str']"),
+        )),
     }
 }
 
-fn check_type_implicit(value: Option<&Value>, info: &Info, source: &str, parent: Option<&str>, pragma: &Pragma) -> Check {
+fn check_type_implicit(
+    value: Option<&Value>,
+    info: &Info,
+    source: &str,
+    parent: Option<&str>,
+    pragma: &Pragma,
+) -> Check {
     let Some(Value::Dict(members)) = value else {
-        return Err(err(info, format!("{source} should be an object or a type name")));
+        return Err(err(
+            info,
+            format!("{source} should be an object or a type name"),
+        ));
     };
     let permissive = parent.is_some_and(|p| pragma.member_name_exceptions.iter().any(|n| n == p));
     for (key, arg) in members.iter() {
@@ -221,7 +330,12 @@ fn check_type_implicit(value: Option<&Value>, info: &Info, source: &str, parent:
         check_name_lower(name, info, &key_source, permissive, permissive)?;
         let c = c_name(name);
         if c == "u" || c.starts_with("has_") {
-            return Err(err(info, format!("{key_source} uses a reserved name ('u' and 'has-' prefixes are taken by generated code)")));
+            return Err(err(
+                info,
+                format!(
+                    "{key_source} uses a reserved name ('u' and 'has-' prefixes are taken by generated code)"
+                ),
+            ));
         }
         let Value::Dict(arg) = arg else { continue };
         check_keys(arg, info, &key_source, &["type"], &["if", "features"])?;
@@ -232,7 +346,13 @@ fn check_type_implicit(value: Option<&Value>, info: &Info, source: &str, parent:
     Ok(())
 }
 
-fn check_type_name_or_implicit(value: Option<&Value>, info: &Info, source: &str, parent: Option<&str>, pragma: &Pragma) -> Check {
+fn check_type_name_or_implicit(
+    value: Option<&Value>,
+    info: &Info,
+    source: &str,
+    parent: Option<&str>,
+    pragma: &Pragma,
+) -> Check {
     match value {
         None | Some(Value::Str(_)) => Ok(()),
         _ => check_type_implicit(value, info, source, parent, pragma),
@@ -271,8 +391,10 @@ fn check_enum(expr: &mut Dict, info: &Info, pragma: &Pragma) -> Check {
     {
         return Err(err(info, "'prefix' must be a string"));
     }
-    let permissive = pragma.member_name_exceptions.iter().any(|n| *n == name);
-    let Some(Value::List(members)) = get_mut(expr, "data") else { return Ok(()) };
+    let permissive = pragma.member_name_exceptions.contains(&name);
+    let Some(Value::List(members)) = get_mut(expr, "data") else {
+        return Ok(());
+    };
     for m in members.iter_mut() {
         if !matches!(m, Value::Dict(_)) {
             let v = std::mem::replace(m, Value::Bool(false));
@@ -281,10 +403,19 @@ fn check_enum(expr: &mut Dict, info: &Info, pragma: &Pragma) -> Check {
         let Value::Dict(member) = m else { continue };
         let source = "'data' member";
         check_keys(member, info, source, &["name"], &["if", "features"])?;
-        let mname = check_name_is_str(member.get("name").unwrap_or(&Value::Bool(false)), info, source)?.to_string();
+        let mname = check_name_is_str(
+            member.get("name").unwrap_or(&Value::Bool(false)),
+            info,
+            source,
+        )?
+        .to_string();
         let source = format!("{source} '{mname}'");
         // Enum values may start with a digit.
-        let checked = if mname.starts_with(|c: char| c.is_ascii_digit()) { format!("d{mname}") } else { mname.clone() };
+        let checked = if mname.starts_with(|c: char| c.is_ascii_digit()) {
+            format!("d{mname}")
+        } else {
+            mname.clone()
+        };
         check_name_lower(&checked, info, &source, permissive, permissive)?;
         check_if(member, info, &source)?;
         check_features(member, info)?;
@@ -302,9 +433,16 @@ fn check_struct(expr: &Dict, info: &Info, pragma: &Pragma) -> Check {
 fn check_union(expr: &Dict, info: &Info, pragma: &Pragma) -> Check {
     let name = expr.get_str("union");
     check_type_name_or_implicit(expr.get("base"), info, "'base'", name, pragma)?;
-    check_name_is_str(expr.get("discriminator").unwrap_or(&Value::Bool(false)), info, "'discriminator'")?;
+    check_name_is_str(
+        expr.get("discriminator").unwrap_or(&Value::Bool(false)),
+        info,
+        "'discriminator'",
+    )?;
     let Some(Value::Dict(members)) = expr.get("data") else {
-        return Err(err(info, "'data' of a union must be an object mapping branch names to types"));
+        return Err(err(
+            info,
+            "'data' of a union must be an object mapping branch names to types",
+        ));
     };
     for (key, value) in members.iter() {
         let source = format!("'data' member '{key}'");
@@ -329,7 +467,10 @@ fn check_alternate(expr: &Dict, info: &Info) -> Check {
         return Err(err(info, "'data' of an alternate must not be empty"));
     }
     let Some(Value::Dict(members)) = data else {
-        return Err(err(info, "'data' of an alternate must be an object mapping branch names to types"));
+        return Err(err(
+            info,
+            "'data' of an alternate must be an object mapping branch names to types",
+        ));
     };
     for (key, value) in members.iter() {
         let source = format!("'data' member '{key}'");
@@ -362,18 +503,27 @@ fn check_flags(expr: &Dict, info: &Info) -> Check {
         if let Some(v) = expr.get(key)
             && *v != Value::Bool(false)
         {
-            return Err(err(info, format!("flag '{key}' may only be false (true is the default)")));
+            return Err(err(
+                info,
+                format!("flag '{key}' may only be false (true is the default)"),
+            ));
         }
     }
     for key in ["boxed", "allow-oob", "allow-preconfig", "coroutine"] {
         if let Some(v) = expr.get(key)
             && *v != Value::Bool(true)
         {
-            return Err(err(info, format!("flag '{key}' may only be true (false is the default)")));
+            return Err(err(
+                info,
+                format!("flag '{key}' may only be true (false is the default)"),
+            ));
         }
     }
     if expr.contains("allow-oob") && expr.contains("coroutine") {
-        return Err(err(info, "flags 'allow-oob' and 'coroutine' cannot be combined"));
+        return Err(err(
+            info,
+            "flags 'allow-oob' and 'coroutine' cannot be combined",
+        ));
     }
     Ok(())
 }
@@ -382,7 +532,11 @@ fn check_flags(expr: &Dict, info: &Info) -> Check {
 /// the dictionary is normalised.
 fn check_expr(expr: &mut Expr, docs: &[Doc], pragma: &Pragma) -> Check {
     let info = expr.info.clone();
-    let metas: Vec<&str> = METAS.iter().copied().filter(|m| expr.dict.contains(m)).collect();
+    let metas: Vec<&str> = METAS
+        .iter()
+        .copied()
+        .filter(|m| expr.dict.contains(m))
+        .collect();
     if metas.len() != 1 {
         return Err(err(
             &info,
@@ -390,7 +544,12 @@ fn check_expr(expr: &mut Expr, docs: &[Doc], pragma: &Pragma) -> Check {
         ));
     }
     let meta = metas[0];
-    let name = check_name_is_str(expr.dict.get(meta).unwrap_or(&Value::Bool(false)), &info, &format!("'{meta}'"))?.to_string();
+    let name = check_name_is_str(
+        expr.dict.get(meta).unwrap_or(&Value::Bool(false)),
+        &info,
+        &format!("'{meta}'"),
+    )?
+    .to_string();
     let info = info.with_defn(meta, &name);
     expr.info = info.clone();
     check_defn_name(&name, &info, meta, pragma)?;
@@ -400,22 +559,40 @@ fn check_expr(expr: &mut Expr, docs: &[Doc], pragma: &Pragma) -> Check {
         if doc.symbol.as_deref() != Some(name.as_str()) {
             return Err(err(
                 &info,
-                format!("the documentation block before this definition is for '{}'", doc.symbol.as_deref().unwrap_or("")),
+                format!(
+                    "the documentation block before this definition is for '{}'",
+                    doc.symbol.as_deref().unwrap_or("")
+                ),
             ));
         }
         doc.check_expr(meta == "command", expr.dict.contains("returns"))?;
     } else if pragma.doc_required {
-        return Err(err(&info, "this definition needs a documentation block (pragma 'doc-required' is set)"));
+        return Err(err(
+            &info,
+            "this definition needs a documentation block (pragma 'doc-required' is set)",
+        ));
     }
 
     let d = &mut expr.dict;
     match meta {
         "enum" => {
-            check_keys(d, &info, meta, &["enum", "data"], &["if", "features", "prefix"])?;
+            check_keys(
+                d,
+                &info,
+                meta,
+                &["enum", "data"],
+                &["if", "features", "prefix"],
+            )?;
             check_enum(d, &info, pragma)?;
         }
         "union" => {
-            check_keys(d, &info, meta, &["union", "base", "discriminator", "data"], &["if", "features"])?;
+            check_keys(
+                d,
+                &info,
+                meta,
+                &["union", "base", "discriminator", "data"],
+                &["if", "features"],
+            )?;
             normalize_members(get_mut(d, "base"));
             normalize_members(get_mut(d, "data"));
             check_union(d, &info, pragma)?;
@@ -427,7 +604,13 @@ fn check_expr(expr: &mut Expr, docs: &[Doc], pragma: &Pragma) -> Check {
             check_alternate(d, &info)?;
         }
         "struct" => {
-            check_keys(d, &info, meta, &["struct", "data"], &["base", "if", "features"])?;
+            check_keys(
+                d,
+                &info,
+                meta,
+                &["struct", "data"],
+                &["base", "if", "features"],
+            )?;
             normalize_members(get_mut(d, "data"));
             check_struct(d, &info, pragma)?;
             normalize_member_features(get_mut(d, "data"));
@@ -438,14 +621,31 @@ fn check_expr(expr: &mut Expr, docs: &[Doc], pragma: &Pragma) -> Check {
                 &info,
                 meta,
                 &["command"],
-                &["data", "returns", "boxed", "if", "features", "gen", "success-response", "allow-oob", "allow-preconfig", "coroutine"],
+                &[
+                    "data",
+                    "returns",
+                    "boxed",
+                    "if",
+                    "features",
+                    "gen",
+                    "success-response",
+                    "allow-oob",
+                    "allow-preconfig",
+                    "coroutine",
+                ],
             )?;
             normalize_members(get_mut(d, "data"));
             check_command_or_event(d, &info, pragma, true)?;
             normalize_member_features(get_mut(d, "data"));
         }
         _ => {
-            check_keys(d, &info, meta, &["event"], &["data", "boxed", "if", "features"])?;
+            check_keys(
+                d,
+                &info,
+                meta,
+                &["event"],
+                &["data", "boxed", "if", "features"],
+            )?;
             normalize_members(get_mut(d, "data"));
             check_command_or_event(d, &info, pragma, false)?;
             normalize_member_features(get_mut(d, "data"));

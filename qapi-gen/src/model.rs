@@ -150,10 +150,20 @@ pub enum JsonType {
 #[derive(Debug, Clone)]
 pub enum EntityKind {
     /// An `include` directive, naming the included module.
-    Include { module: String },
-    Builtin { json: JsonType },
-    Enum { members: Vec<EnumMember>, prefix: Option<String> },
-    Array { element_name: String, element: Option<EntityId> },
+    Include {
+        module: String,
+    },
+    Builtin {
+        json: JsonType,
+    },
+    Enum {
+        members: Vec<EnumMember>,
+        prefix: Option<String>,
+    },
+    Array {
+        element_name: String,
+        element: Option<EntityId>,
+    },
     Object(ObjectType),
     Alternate(Variants),
     Command(Command),
@@ -197,7 +207,10 @@ impl Entity {
     }
 
     pub fn is_type(&self) -> bool {
-        !matches!(self.kind, EntityKind::Include { .. } | EntityKind::Command(_) | EntityKind::Event(_))
+        !matches!(
+            self.kind,
+            EntityKind::Include { .. } | EntityKind::Command(_) | EntityKind::Event(_)
+        )
     }
 
     /// Implicit types: `q_obj_*`, `q_empty`, `QType`, arrays, builtins'
@@ -223,7 +236,7 @@ impl Entity {
     pub fn describe(&self) -> String {
         match &self.kind {
             EntityKind::Array { element_name, .. } => format!("array type ['{element_name}']"),
-            k if matches!(k, EntityKind::Command(_) | EntityKind::Event(_)) => {
+            EntityKind::Command(_) | EntityKind::Event(_) => {
                 format!("{} '{}'", self.meta(), self.name)
             }
             _ => format!("{} type '{}'", self.meta(), self.name),

@@ -4,7 +4,15 @@
 /// every character other than a letter, digit or `_` becomes `_`. Two
 /// members clash when these agree.
 pub fn c_name(name: &str) -> String {
-    name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect()
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 /// Splits a name into its optional `__RFQDN_` and `x-` prefixes and its
@@ -16,7 +24,9 @@ pub fn c_name(name: &str) -> String {
 pub fn split_name(name: &str) -> Option<&str> {
     if let Some(after) = name.strip_prefix("__") {
         // The RFQDN has no '_', so the first '_' ends it.
-        let run = after.find(|c: char| !(c.is_ascii_alphanumeric() || c == '.' || c == '-')).unwrap_or(after.len());
+        let run = after
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '.' || c == '-'))
+            .unwrap_or(after.len());
         if run > 0
             && let Some(tail) = after[run..].strip_prefix('_')
         {
@@ -51,7 +61,10 @@ mod tests {
         assert_eq!(split_name("foo-bar"), Some("foo-bar"));
         assert_eq!(split_name("x-foo"), Some("foo"));
         assert_eq!(split_name("__org.qemu_x-foo"), Some("foo"));
-        assert_eq!(split_name("__com.redhat_drive-mirror"), Some("drive-mirror"));
+        assert_eq!(
+            split_name("__com.redhat_drive-mirror"),
+            Some("drive-mirror")
+        );
         assert_eq!(split_name("_oops"), None);
         assert_eq!(split_name("*oops"), None);
         assert_eq!(split_name("1a"), None);

@@ -52,9 +52,16 @@ pub struct Parsed {
 
 /// Reads `name` and everything it includes.
 pub fn parse_schema(name: &str, doc_opts: DocOptions) -> Result<Parsed, Diagnostic> {
-    let mut parser =
-        SchemaParser { out: Parsed::default(), included: HashSet::new(), doc_opts };
-    let file = Rc::new(SourceFile { name: name.to_string(), abs: absolute(name.as_ref()), included_from: None });
+    let mut parser = SchemaParser {
+        out: Parsed::default(),
+        included: HashSet::new(),
+        doc_opts,
+    };
+    let file = Rc::new(SourceFile {
+        name: name.to_string(),
+        abs: absolute(name.as_ref()),
+        included_from: None,
+    });
     let text = match std::fs::read(name) {
         Ok(bytes) => bytes,
         Err(e) => {
@@ -94,9 +101,14 @@ pub(crate) struct Text<'a> {
 
 impl<'a> Text<'a> {
     pub fn new(src: &'a str, file: Rc<SourceFile>) -> Self {
-        let line_starts =
-            std::iter::once(0).chain(src.match_indices('\n').map(|(i, _)| i + 1)).collect();
-        Text { src, file, line_starts }
+        let line_starts = std::iter::once(0)
+            .chain(src.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
+        Text {
+            src,
+            file,
+            line_starts,
+        }
     }
 
     pub fn line_of(&self, pos: usize) -> u32 {
@@ -112,7 +124,11 @@ impl<'a> Text<'a> {
         let start = self.line_start(pos);
         let mut col = 1u32;
         for ch in self.src[start..pos.min(self.src.len())].chars() {
-            col = if ch == '\t' { (col + 7) % 8 + 1 } else { col + 1 };
+            col = if ch == '\t' {
+                (col + 7) % 8 + 1
+            } else {
+                col + 1
+            };
         }
         col
     }
@@ -133,7 +149,10 @@ impl SchemaParser {
         let src = match std::str::from_utf8(bytes) {
             Ok(s) => s,
             Err(e) => {
-                let text = Text::new(std::str::from_utf8(&bytes[..e.valid_up_to()]).unwrap_or(""), file);
+                let text = Text::new(
+                    std::str::from_utf8(&bytes[..e.valid_up_to()]).unwrap_or(""),
+                    file,
+                );
                 let pos = text.src.len();
                 return Err(text.error_at(pos, "file is not valid UTF-8 text"));
             }
@@ -141,7 +160,9 @@ impl SchemaParser {
         let text = Text::new(src, file.clone());
         let mut cur_doc: Option<usize> = None;
         if let Ok(mut pairs) = Grammar::parse(Rule::schema, src) {
-            let items = pairs.next().map(|p| p.into_inner().filter(|p| p.as_rule() == Rule::item));
+            let items = pairs
+                .next()
+                .map(|p| p.into_inner().filter(|p| p.as_rule() == Rule::item));
             for item in items.into_iter().flatten() {
                 let end = item.as_span().end();
                 check_token(&text, skip_gap(src, end))?;
@@ -152,7 +173,9 @@ impl SchemaParser {
         let mut pos = skip_gap(src, 0);
         while pos < src.len() {
             let item = match Grammar::parse(Rule::item, &src[pos..]) {
-                Ok(mut pairs) => pairs.next().ok_or_else(|| text.error_at(pos, "empty item"))?,
+                Ok(mut pairs) => pairs
+                    .next()
+                    .ok_or_else(|| text.error_at(pos, "empty item"))?,
                 Err(e) => return Err(explain_failure(&text, pos, &e)),
             };
             let next = skip_gap(src, pos + item.as_span().end());
@@ -166,15 +189,27 @@ impl SchemaParser {
     }
 
     /// Acts on one top-level item found at byte offset `base` + its span.
-    fn item(&mut self, text: &Text<'_>, item: Pair<'_, Rule>, base: usize, cur_doc: &mut Option<usize>) -> Result<(), Diagnostic> {
+    fn item(
+        &mut self,
+        text: &Text<'_>,
+        item: Pair<'_, Rule>,
+        base: usize,
+        cur_doc: &mut Option<usize>,
+    ) -> Result<(), Diagnostic> {
         let pos = base + item.as_span().start();
-        let item = item.into_inner().next().ok_or_else(|| text.error_at(pos, "empty item"))?;
+        let item = item
+            .into_inner()
+            .next()
+            .ok_or_else(|| text.error_at(pos, "empty item"))?;
         match item.as_rule() {
             Rule::doc_block => {
                 self.reject_expr_doc(*cur_doc)?;
                 let lines: Vec<DocLine> = item
                     .into_inner()
-                    .map(|p| DocLine { text: p.as_str(), pos: base + p.as_span().start() })
+                    .map(|p| DocLine {
+                        text: p.as_str(),
+                        pos: base + p.as_span().start(),
+                    })
                     .collect();
                 let doc = Doc::parse(text, &lines, self.doc_opts)?;
                 self.out.docs.push(doc);
@@ -184,7 +219,10 @@ impl SchemaParser {
                 let info = text.info_at(pos);
                 let value = walk_value(text, base, first_child(item, text, pos)?)?;
                 let Value::Dict(dict) = value else {
-                    return Err(Diagnostic::new(&info, "a top-level expression must be an object"));
+                    return Err(Diagnostic::new(
+                        &info,
+                        "a top-level expression must be an object",
+                    ));
                 };
                 if dict.contains("include") {
                     self.reject_expr_doc(*cur_doc)?;
@@ -202,7 +240,12 @@ impl SchemaParser {
                             ));
                         }
                     }
-                    self.out.exprs.push(Expr { dict, info, doc: *cur_doc, include: None });
+                    self.out.exprs.push(Expr {
+                        dict,
+                        info,
+                        doc: *cur_doc,
+                        include: None,
+                    });
                 }
                 *cur_doc = None;
             }
@@ -216,7 +259,9 @@ impl SchemaParser {
             if let Some(sym) = &doc.symbol {
                 return Err(Diagnostic::new(
                     &doc.info,
-                    format!("documentation for '{sym}' must be followed directly by its definition"),
+                    format!(
+                        "documentation for '{sym}' must be followed directly by its definition"
+                    ),
                 ));
             }
         }
@@ -225,19 +270,33 @@ impl SchemaParser {
 
     fn include(&mut self, text: &Text<'_>, dict: Dict, info: Info) -> Result<(), Diagnostic> {
         if dict.len() != 1 {
-            return Err(Diagnostic::new(&info, "an 'include' directive takes the single key 'include'"));
+            return Err(Diagnostic::new(
+                &info,
+                "an 'include' directive takes the single key 'include'",
+            ));
         }
         let Some(include) = dict.get_str("include") else {
-            return Err(Diagnostic::new(&info, "the value of 'include' must be a string (a file name)"));
+            return Err(Diagnostic::new(
+                &info,
+                "the value of 'include' must be a string (a file name)",
+            ));
         };
         let incl_name = join(dirname(&text.file.name), include);
         let incl_abs = absolute(incl_name.as_ref());
-        self.out.exprs.push(Expr { dict: dict.clone(), info: info.clone(), doc: None, include: Some(incl_name.clone()) });
+        self.out.exprs.push(Expr {
+            dict: dict.clone(),
+            info: info.clone(),
+            doc: None,
+            include: Some(incl_name.clone()),
+        });
         // A file may not include itself, directly or through others.
         let mut ancestor = Some(info.clone());
         while let Some(a) = ancestor {
             if a.file.abs == incl_abs {
-                return Err(Diagnostic::new(&info, format!("including {include} here would make an inclusion loop")));
+                return Err(Diagnostic::new(
+                    &info,
+                    format!("including {include} here would make an inclusion loop"),
+                ));
             }
             ancestor = a.file.included_from.clone();
         }
@@ -245,18 +304,31 @@ impl SchemaParser {
             return Ok(());
         }
         let bytes = std::fs::read(&incl_name).map_err(|e| {
-            Diagnostic::new(&info, format!("cannot read include file '{incl_name}': {}", os_reason(&e)))
+            Diagnostic::new(
+                &info,
+                format!("cannot read include file '{incl_name}': {}", os_reason(&e)),
+            )
         })?;
-        let file = Rc::new(SourceFile { name: incl_name, abs: incl_abs, included_from: Some(info) });
+        let file = Rc::new(SourceFile {
+            name: incl_name,
+            abs: incl_abs,
+            included_from: Some(info),
+        });
         self.parse_file(file, &bytes)
     }
 
     fn pragma(&mut self, dict: Dict, info: &Info) -> Result<(), Diagnostic> {
         if dict.len() != 1 {
-            return Err(Diagnostic::new(info, "a 'pragma' directive takes the single key 'pragma'"));
+            return Err(Diagnostic::new(
+                info,
+                "a 'pragma' directive takes the single key 'pragma'",
+            ));
         }
         let Some(Value::Dict(settings)) = dict.get("pragma") else {
-            return Err(Diagnostic::new(info, "the value of 'pragma' must be an object"));
+            return Err(Diagnostic::new(
+                info,
+                "the value of 'pragma' must be an object",
+            ));
         };
         for (name, value) in settings.iter() {
             let list = || -> Result<Vec<String>, Diagnostic> {
@@ -265,15 +337,28 @@ impl SchemaParser {
                         .iter()
                         .map(|v| v.as_str().map(str::to_string))
                         .collect::<Option<Vec<_>>>()
-                        .ok_or_else(|| Diagnostic::new(info, format!("pragma {name} must be a list of strings"))),
-                    _ => Err(Diagnostic::new(info, format!("pragma {name} must be a list of strings"))),
+                        .ok_or_else(|| {
+                            Diagnostic::new(
+                                info,
+                                format!("pragma {name} must be a list of strings"),
+                            )
+                        }),
+                    _ => Err(Diagnostic::new(
+                        info,
+                        format!("pragma {name} must be a list of strings"),
+                    )),
                 }
             };
             let p = &mut self.out.pragma;
             match name {
                 "doc-required" => match value {
                     Value::Bool(b) => p.doc_required = *b,
-                    _ => return Err(Diagnostic::new(info, "pragma 'doc-required' must be true or false")),
+                    _ => {
+                        return Err(Diagnostic::new(
+                            info,
+                            "pragma 'doc-required' must be true or false",
+                        ));
+                    }
                 },
                 "command-name-exceptions" => p.command_name_exceptions = list()?,
                 "command-returns-exceptions" => p.command_returns_exceptions = list()?,
@@ -295,13 +380,20 @@ impl SchemaParser {
     }
 }
 
-fn first_child<'a>(pair: Pair<'a, Rule>, text: &Text<'_>, pos: usize) -> Result<Pair<'a, Rule>, Diagnostic> {
-    children(pair).next().ok_or_else(|| text.error_at(pos, "expected a value"))
+fn first_child<'a>(
+    pair: Pair<'a, Rule>,
+    text: &Text<'_>,
+    pos: usize,
+) -> Result<Pair<'a, Rule>, Diagnostic> {
+    children(pair)
+        .next()
+        .ok_or_else(|| text.error_at(pos, "expected a value"))
 }
 
 /// Inner pairs without the comments between tokens.
 fn children(pair: Pair<'_, Rule>) -> impl Iterator<Item = Pair<'_, Rule>> {
-    pair.into_inner().filter(|p| p.as_rule() != Rule::comment_text)
+    pair.into_inner()
+        .filter(|p| p.as_rule() != Rule::comment_text)
 }
 
 /// Skips blanks and plain `#` comments (not `##` lines).
@@ -328,7 +420,10 @@ fn walk_value(text: &Text<'_>, base: usize, pair: Pair<'_, Rule>) -> Result<Valu
         Rule::array => {
             let mut items = Vec::new();
             for p in children(pair) {
-                if matches!(p.as_rule(), Rule::object | Rule::array | Rule::string | Rule::boolean) {
+                if matches!(
+                    p.as_rule(),
+                    Rule::object | Rule::array | Rule::string | Rule::boolean
+                ) {
                     items.push(walk_value(text, base, p)?);
                 }
             }
@@ -338,7 +433,9 @@ fn walk_value(text: &Text<'_>, base: usize, pair: Pair<'_, Rule>) -> Result<Valu
             let mut dict = Dict::default();
             for p in children(pair).filter(|p| p.as_rule() == Rule::pair) {
                 let mut inner = children(p);
-                let (Some(key), Some(_colon), Some(val)) = (inner.next(), inner.next(), inner.next()) else {
+                let (Some(key), Some(_colon), Some(val)) =
+                    (inner.next(), inner.next(), inner.next())
+                else {
                     return Err(text.error_at(at, "malformed member"));
                 };
                 let key = walk_value(text, base, key)?;
@@ -347,9 +444,13 @@ fn walk_value(text: &Text<'_>, base: usize, pair: Pair<'_, Rule>) -> Result<Valu
                 if val.as_rule() == Rule::string {
                     decode_string(text, val_pos, val.as_str())?;
                 }
-                let Value::Str(key) = key else { return Err(text.error_at(at, "malformed key")) };
+                let Value::Str(key) = key else {
+                    return Err(text.error_at(at, "malformed key"));
+                };
                 if dict.contains(&key) {
-                    return Err(text.error_at(val_pos, format!("key '{key}' appears twice in this object")));
+                    return Err(
+                        text.error_at(val_pos, format!("key '{key}' appears twice in this object"))
+                    );
                 }
                 let val = walk_value(text, base, val)?;
                 dict.0.push((key, val));
@@ -366,7 +467,10 @@ fn decode_string(text: &Text<'_>, at: usize, raw: &str) -> Result<String, Diagno
     // Fast path: closed, no escapes, printable ASCII.
     if raw.len() >= 2 && raw.ends_with('\'') {
         let inner = &raw[1..raw.len() - 1];
-        if inner.bytes().all(|b| (32..127).contains(&b) && b != b'\\' && b != b'\'') {
+        if inner
+            .bytes()
+            .all(|b| (32..127).contains(&b) && b != b'\\' && b != b'\'')
+        {
             return Ok(inner.to_string());
         }
     }
@@ -381,7 +485,9 @@ fn decode_string(text: &Text<'_>, at: usize, raw: &str) -> Result<String, Diagno
                 Some(other) => {
                     return Err(text.error_at(
                         at,
-                        format!("unknown escape \\{other} (the only escape in QAPI strings is \\\\)"),
+                        format!(
+                            "unknown escape \\{other} (the only escape in QAPI strings is \\\\)"
+                        ),
                     ));
                 }
                 None => break,
@@ -393,20 +499,37 @@ fn decode_string(text: &Text<'_>, at: usize, raw: &str) -> Result<String, Diagno
         }
         out.push(ch);
     }
-    Err(text.error_at(at, "string is not closed: missing \"'\" before the end of the line"))
+    Err(text.error_at(
+        at,
+        "string is not closed: missing \"'\" before the end of the line",
+    ))
+}
+
+/// The token starting at `pos`, as the lexer sees it.
+fn lexeme_at<'a>(text: &Text<'a>, pos: usize) -> Option<Pair<'a, Rule>> {
+    let lexeme = Grammar::parse(Rule::lexeme, &text.src[pos..])
+        .ok()?
+        .next()?;
+    lexeme.into_inner().next()
 }
 
 /// Reports the token at `pos` if it is malformed (stray text, bad string).
 fn check_token(text: &Text<'_>, pos: usize) -> Result<(), Diagnostic> {
-    if pos >= text.src.len() || matches!(text.src.as_bytes()[pos], b'{' | b'}' | b'[' | b']' | b':' | b',' | b'#') {
+    if pos >= text.src.len()
+        || matches!(
+            text.src.as_bytes()[pos],
+            b'{' | b'}' | b'[' | b']' | b':' | b',' | b'#'
+        )
+    {
         return Ok(());
     }
-    let Ok(mut pairs) = Grammar::parse(Rule::lexeme, &text.src[pos..]) else {
+    let Some(tok) = lexeme_at(text, pos) else {
         return Ok(());
     };
-    let Some(tok) = pairs.next() else { return Ok(()) };
     match tok.as_rule() {
-        Rule::string | Rule::unterminated_string => decode_string(text, pos, tok.as_str()).map(|_| ()),
+        Rule::string | Rule::unterminated_string => {
+            decode_string(text, pos, tok.as_str()).map(|_| ())
+        }
         Rule::stray => Err(text.error_at(pos, format!("stray '{}'", tok.as_str()))),
         _ => Ok(()),
     }
@@ -423,8 +546,13 @@ fn explain_failure(text: &Text<'_>, base: usize, err: &pest::error::Error<Rule>)
     // Walk the tokens from the start of the item up to the failure.
     let mut pos = base;
     while pos <= fail && pos < text.src.len() {
-        let Ok(mut pairs) = Grammar::parse(Rule::lexeme, &text.src[pos..]) else { break };
-        let Some(tok) = pairs.next() else { break };
+        let Some(lexeme) = Grammar::parse(Rule::lexeme, &text.src[pos..])
+            .ok()
+            .and_then(|mut p| p.next())
+        else {
+            break;
+        };
+        let tok = lexeme;
         if let Err(d) = check_token(text, pos) {
             return d;
         }
@@ -441,12 +569,22 @@ fn explain_failure(text: &Text<'_>, base: usize, err: &pest::error::Error<Rule>)
     // At the end of input QEMU points at the final newline.
     let at_eof = text.src[fail.min(text.src.len())..].trim_start().is_empty();
     let where_ = if at_eof {
-        if text.src.ends_with('\n') { text.src.len() - 1 } else { text.src.len() }
+        if text.src.ends_with('\n') {
+            text.src.len() - 1
+        } else {
+            text.src.len()
+        }
     } else {
         fail
     };
-    if positives.iter().any(|r| matches!(r, Rule::doc_text | Rule::doc_fence)) {
-        return text.error_at(where_, "documentation block is not closed: expected a '#' line or the closing '##'");
+    if positives
+        .iter()
+        .any(|r| matches!(r, Rule::doc_text | Rule::doc_fence))
+    {
+        return text.error_at(
+            where_,
+            "documentation block is not closed: expected a '#' line or the closing '##'",
+        );
     }
     let mut words: Vec<&str> = Vec::new();
     for r in &positives {
@@ -466,7 +604,11 @@ fn explain_failure(text: &Text<'_>, base: usize, err: &pest::error::Error<Rule>)
             words.push(w);
         }
     }
-    let found = if at_eof { "end of file".to_string() } else { describe_token(text, fail) };
+    let found = if at_eof {
+        "end of file".to_string()
+    } else {
+        describe_token(text, fail)
+    };
     let expected = match words.len() {
         0 => "a value".to_string(),
         1 => words[0].to_string(),
@@ -476,8 +618,10 @@ fn explain_failure(text: &Text<'_>, base: usize, err: &pest::error::Error<Rule>)
 }
 
 fn describe_token(text: &Text<'_>, pos: usize) -> String {
-    match Grammar::parse(Rule::lexeme, &text.src[pos..]).ok().and_then(|mut p| p.next()) {
-        Some(t) if t.as_rule() == Rule::line_comment => "a '##' line inside an expression".to_string(),
+    match lexeme_at(text, pos) {
+        Some(t) if t.as_rule() == Rule::line_comment => {
+            "a '##' line inside an expression".to_string()
+        }
         Some(t) => {
             let s = t.as_str();
             let short: String = s.chars().take(20).collect();

@@ -74,12 +74,21 @@ impl Schema {
     /// Reads, parses and checks the schema whose top file is `path`.
     pub fn load(path: impl AsRef<Path>, opts: &CheckOptions) -> Result<Schema, SchemaError> {
         let name = path.as_ref().to_string_lossy().into_owned();
-        let parsed = parse_schema(&name, DocOptions { style: opts.doc_style }).map_err(|d| SchemaError {
+        let parsed = parse_schema(
+            &name,
+            DocOptions {
+                style: opts.doc_style,
+            },
+        )
+        .map_err(|d| SchemaError {
             files: vec![crate::source::absolute(path.as_ref())],
             diagnostics: vec![d],
         })?;
         let files = parsed.files.clone();
-        let fail = |diagnostics: Vec<Diagnostic>| SchemaError { diagnostics, files: files.clone() };
+        let fail = |diagnostics: Vec<Diagnostic>| SchemaError {
+            diagnostics,
+            files: files.clone(),
+        };
         let mut exprs = parsed.exprs;
         let diags = check_exprs(&mut exprs, &parsed.docs, &parsed.pragma);
         if !diags.is_empty() {
@@ -131,7 +140,10 @@ impl Schema {
 
     /// Entities in definition order, skipping includes.
     pub fn definitions(&self) -> impl Iterator<Item = (EntityId, &Entity)> {
-        self.entities.iter().enumerate().filter(|(_, e)| !matches!(e.kind, EntityKind::Include { .. }))
+        self.entities
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| !matches!(e.kind, EntityKind::Include { .. }))
     }
 
     /// The element type of an array, the type itself otherwise.
@@ -153,7 +165,10 @@ impl Builder {
         if let Some(i) = self.schema.modules.iter().position(|m| m.name == name) {
             return i;
         }
-        self.schema.modules.push(Module { name, entities: Vec::new() });
+        self.schema.modules.push(Module {
+            name,
+            entities: Vec::new(),
+        });
         self.schema.modules.len() - 1
     }
 
@@ -168,13 +183,19 @@ impl Builder {
         }
         if let Some(&other) = self.schema.by_name.get(&name) {
             let other = &self.schema.entities[other];
-            let info = info.unwrap_or_else(|| unreachable_info());
+            let info = info.unwrap_or_else(unreachable_info);
             return Err(match &other.info {
                 Some(prev) => Diagnostic::new(
                     &info,
-                    format!("'{name}' is already defined\n{}: previous definition", prev.loc()),
+                    format!(
+                        "'{name}' is already defined\n{}: previous definition",
+                        prev.loc()
+                    ),
                 ),
-                None => Diagnostic::new(&info, format!("{} is already defined (it is built in)", other.describe())),
+                None => Diagnostic::new(
+                    &info,
+                    format!("{} is already defined (it is built in)", other.describe()),
+                ),
             });
         }
         self.schema.by_name.insert(name, id);
@@ -228,27 +249,51 @@ impl Builder {
                 state: CheckState::Unchecked,
             }),
         ));
-        let members = ["none", "qnull", "qnum", "qstring", "qdict", "qlist", "qbool"]
-            .iter()
-            .map(|n| EnumMember { name: n.to_string(), info: None, ifcond: IfCond::default(), features: Vec::new() })
-            .collect();
-        let _ = self.add(Self::entity("QType", None, EntityKind::Enum { members, prefix: None }));
+        let members = [
+            "none", "qnull", "qnum", "qstring", "qdict", "qlist", "qbool",
+        ]
+        .iter()
+        .map(|n| EnumMember {
+            name: n.to_string(),
+            info: None,
+            ifcond: IfCond::default(),
+            features: Vec::new(),
+        })
+        .collect();
+        let _ = self.add(Self::entity(
+            "QType",
+            None,
+            EntityKind::Enum {
+                members,
+                prefix: None,
+            },
+        ));
     }
 
     fn make_array(&mut self, element: &str, info: Option<&Info>) -> Result<String, Diagnostic> {
         let name = format!("{element}List");
-        if !self.schema.by_name.get(&name).is_some_and(|&i| self.schema.entities[i].is_type()) {
+        if !self
+            .schema
+            .by_name
+            .get(&name)
+            .is_some_and(|&i| self.schema.entities[i].is_type())
+        {
             self.add(Self::entity(
                 &name,
                 info.cloned(),
-                EntityKind::Array { element_name: element.to_string(), element: None },
+                EntityKind::Array {
+                    element_name: element.to_string(),
+                    element: None,
+                },
             ))?;
         }
         Ok(name)
     }
 
     fn make_features(&mut self, owner: &Dict, info: &Info) -> Result<Vec<Feature>, Diagnostic> {
-        let Some(Value::List(items)) = owner.get("features") else { return Ok(Vec::new()) };
+        let Some(Value::List(items)) = owner.get("features") else {
+            return Ok(Vec::new());
+        };
         let mut out = Vec::new();
         for item in items {
             let Some(d) = item.as_dict() else { continue };
@@ -257,17 +302,29 @@ impl Builder {
                 if self.feature_names.len() >= 64 {
                     return Err(Diagnostic::new(
                         info,
-                        format!("feature '{name}' would be feature number 65: a schema may define at most 64 features (including 'deprecated' and 'unstable')"),
+                        format!(
+                            "feature '{name}' would be feature number 65: a schema may define at most 64 features (including 'deprecated' and 'unstable')"
+                        ),
                     ));
                 }
                 self.feature_names.push(name.clone());
             }
-            out.push(Feature { name, info: Some(info.clone()), ifcond: IfCond(d.get("if").cloned()) });
+            out.push(Feature {
+                name,
+                info: Some(info.clone()),
+                ifcond: IfCond(d.get("if").cloned()),
+            });
         }
         Ok(out)
     }
 
-    fn make_member(&mut self, key: &str, value: &Dict, info: &Info, defined_in: &str) -> Result<Member, Diagnostic> {
+    fn make_member(
+        &mut self,
+        key: &str,
+        value: &Dict,
+        info: &Info,
+        defined_in: &str,
+    ) -> Result<Member, Diagnostic> {
         let (name, optional) = match key.strip_prefix('*') {
             Some(n) => (n, true),
             None => (key, false),
@@ -290,7 +347,11 @@ impl Builder {
     fn type_ref(&mut self, v: Option<&Value>, info: &Info) -> Result<String, Diagnostic> {
         match v {
             Some(Value::List(items)) => {
-                let elem = items.first().and_then(Value::as_str).unwrap_or_default().to_string();
+                let elem = items
+                    .first()
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
                 self.make_array(&elem, Some(info))
             }
             Some(Value::Str(s)) => Ok(s.clone()),
@@ -298,8 +359,15 @@ impl Builder {
         }
     }
 
-    fn make_members(&mut self, data: Option<&Value>, info: &Info, defined_in: &str) -> Result<Vec<Member>, Diagnostic> {
-        let Some(Value::Dict(d)) = data else { return Ok(Vec::new()) };
+    fn make_members(
+        &mut self,
+        data: Option<&Value>,
+        info: &Info,
+        defined_in: &str,
+    ) -> Result<Vec<Member>, Diagnostic> {
+        let Some(Value::Dict(d)) = data else {
+            return Ok(Vec::new());
+        };
         let mut out = Vec::new();
         for (k, v) in d.iter() {
             let empty = Dict::default();
@@ -339,8 +407,15 @@ impl Builder {
         Ok(Some(name))
     }
 
-    fn make_variants(&mut self, data: Option<&Value>, info: &Info, defined_in: &str) -> Result<Vec<Member>, Diagnostic> {
-        let Some(Value::Dict(d)) = data else { return Ok(Vec::new()) };
+    fn make_variants(
+        &mut self,
+        data: Option<&Value>,
+        info: &Info,
+        defined_in: &str,
+    ) -> Result<Vec<Member>, Diagnostic> {
+        let Some(Value::Dict(d)) = data else {
+            return Ok(Vec::new());
+        };
         let mut out = Vec::new();
         for (k, v) in d.iter() {
             let v = v.as_dict().cloned().unwrap_or_default();
@@ -366,7 +441,11 @@ impl Builder {
         if let Some(incl) = &expr.include {
             let module = self.make_module(incl);
             let module = self.schema.modules[module].name.clone();
-            self.add(Self::entity("", Some(info.clone()), EntityKind::Include { module }))?;
+            self.add(Self::entity(
+                "",
+                Some(info.clone()),
+                EntityKind::Include { module },
+            ))?;
             return Ok(());
         }
         let ifcond = IfCond(d.get("if").cloned());
@@ -385,7 +464,10 @@ impl Builder {
                         features: self.make_features(m, info)?,
                     });
                 }
-                EntityKind::Enum { members, prefix: d.get_str("prefix").map(str::to_string) }
+                EntityKind::Enum {
+                    members,
+                    prefix: d.get_str("prefix").map(str::to_string),
+                }
             }
             "struct" => {
                 let local_members = self.make_members(d.get("data"), info, &name)?;
@@ -436,7 +518,12 @@ impl Builder {
                     defined_in: name.clone(),
                     role: "member",
                 };
-                EntityKind::Alternate(Variants { info: Some(info.clone()), tag_name: "type".into(), tag_member: Some(tag), variants })
+                EntityKind::Alternate(Variants {
+                    info: Some(info.clone()),
+                    tag_name: "type".into(),
+                    tag_member: Some(tag),
+                    variants,
+                })
             }
             "command" | "event" => {
                 let arg_type_name = match d.get("data") {
@@ -467,7 +554,11 @@ impl Builder {
                         coroutine: d.get_bool("coroutine").unwrap_or(false),
                     })
                 } else {
-                    EntityKind::Event(Event { arg_type_name, arg_type: None, boxed })
+                    EntityKind::Event(Event {
+                        arg_type_name,
+                        arg_type: None,
+                        boxed,
+                    })
                 }
             }
             _ => return Ok(()),
@@ -484,7 +575,6 @@ impl Builder {
 
     fn check(&mut self) -> Vec<Diagnostic> {
         let mut diags = Vec::new();
-        let mut failed = vec![false; self.schema.entities.len()];
         for id in 0..self.schema.entities.len() {
             match self.check_entity(id) {
                 Ok(()) => {
@@ -492,11 +582,9 @@ impl Builder {
                         diags.push(d);
                     }
                 }
-                Err(Fail::Report(d)) => {
-                    failed[id] = true;
-                    diags.push(d);
-                }
-                Err(Fail::Silent) => failed[id] = true,
+                Err(Fail::Report(d)) => diags.push(d),
+                // Reported with the entity it depends on.
+                Err(Fail::Silent) => {}
             }
         }
         if !diags.is_empty() {
@@ -518,7 +606,12 @@ impl Builder {
         }
     }
 
-    fn check_features_clash(&self, info: Option<&Info>, features: &[Feature], owner: &str) -> Checked {
+    fn check_features_clash(
+        &self,
+        info: Option<&Info>,
+        features: &[Feature],
+        owner: &str,
+    ) -> Checked {
         let mut seen: HashMap<String, &Feature> = HashMap::new();
         for f in features {
             let c = c_name(&f.name);
@@ -530,7 +623,10 @@ impl Builder {
                         format!("feature '{n}' of type '{owner}'")
                     }
                 };
-                return Err(err(info, format!("{} collides with {}", who(&f.name), who(&prev.name))));
+                return Err(err(
+                    info,
+                    format!("{} collides with {}", who(&f.name), who(&prev.name)),
+                ));
             }
             seen.insert(c, f);
         }
@@ -545,7 +641,10 @@ impl Builder {
                 if f.is_special() {
                     return Err(err(
                         e.info.as_ref(),
-                        format!("feature '{}' is meant for commands, events and members; types cannot carry it", f.name),
+                        format!(
+                            "feature '{}' is meant for commands, events and members; types cannot carry it",
+                            f.name
+                        ),
                     ));
                 }
             }
@@ -565,7 +664,10 @@ impl Builder {
                     if let Some((_, prev)) = seen.iter().find(|(k, _)| *k == c) {
                         return Err(err(
                             e.info.as_ref(),
-                            format!("value '{}' collides with value '{prev}' (they map to the same C name)", m.name),
+                            format!(
+                                "value '{}' collides with value '{prev}' (they map to the same C name)",
+                                m.name
+                            ),
                         ));
                     }
                     seen.push((c, m.name.clone()));
@@ -573,7 +675,12 @@ impl Builder {
                 Ok(())
             }
             EntityKind::Array { element_name, .. } => {
-                let what = e.info.as_ref().and_then(Info::defn_meta).unwrap_or("array").to_string();
+                let what = e
+                    .info
+                    .as_ref()
+                    .and_then(Info::defn_meta)
+                    .unwrap_or("array")
+                    .to_string();
                 let elem = self.resolve(element_name, e.info.as_ref(), &what)?;
                 if let EntityKind::Array { element, .. } = &mut self.schema.entities[id].kind {
                     *element = Some(elem);
@@ -605,7 +712,10 @@ impl Builder {
     fn check_clash(m: &Member, info: Option<&Info>, seen: &mut Vec<(String, Member)>) -> Checked {
         let c = c_name(&m.name);
         if let Some((_, prev)) = seen.iter().find(|(k, _)| *k == c) {
-            return Err(err(info, format!("{} collides with {}", m.describe(info), prev.describe(info))));
+            return Err(err(
+                info,
+                format!("{} collides with {}", m.describe(info), prev.describe(info)),
+            ));
         }
         seen.push((c, m.clone()));
         Ok(())
@@ -613,7 +723,12 @@ impl Builder {
 
     /// Checks that members of object `id` (and its branches) add no clash
     /// to `seen`, reporting on behalf of `info`.
-    fn object_check_clash(&self, id: EntityId, info: Option<&Info>, seen: &mut Vec<(String, Member)>) -> Checked {
+    fn object_check_clash(
+        &self,
+        id: EntityId,
+        info: Option<&Info>,
+        seen: &mut Vec<(String, Member)>,
+    ) -> Checked {
         let o = self.object(id);
         for m in &o.members {
             Self::check_clash(m, info, seen)?;
@@ -624,7 +739,12 @@ impl Builder {
         Ok(())
     }
 
-    fn branches_check_clash(&self, b: &Variants, info: Option<&Info>, seen: &[(String, Member)]) -> Checked {
+    fn branches_check_clash(
+        &self,
+        b: &Variants,
+        info: Option<&Info>,
+        seen: &[(String, Member)],
+    ) -> Checked {
         for v in &b.variants {
             let Some(ty) = v.ty else { continue };
             let mut local = seen.to_vec();
@@ -648,14 +768,21 @@ impl Builder {
                 let e = &self.schema.entities[id];
                 return Err(err(
                     e.info.as_ref(),
-                    format!("object {} contains itself (through its base or a branch)", e.name),
+                    format!(
+                        "object {} contains itself (through its base or a branch)",
+                        e.name
+                    ),
                 ));
             }
             CheckState::Unchecked => {}
         }
         self.object_mut(id).state = CheckState::Checking;
         let r = self.check_object_inner(id);
-        self.object_mut(id).state = if r.is_ok() { CheckState::Done } else { CheckState::Failed };
+        self.object_mut(id).state = if r.is_ok() {
+            CheckState::Done
+        } else {
+            CheckState::Failed
+        };
         r
     }
 
@@ -669,7 +796,13 @@ impl Builder {
             let b = &self.schema.entities[base];
             let ok = b.as_object().is_some_and(|o| o.branches.is_none());
             if !ok {
-                return Err(err(info, format!("'base' must name a struct type, and {} isn't one", b.describe())));
+                return Err(err(
+                    info,
+                    format!(
+                        "'base' must name a struct type, and {} isn't one",
+                        b.describe()
+                    ),
+                ));
             }
             self.check_object(base)?;
             self.object_check_clash(base, info, &mut seen)?;
@@ -678,7 +811,9 @@ impl Builder {
         let mut locals = std::mem::take(&mut self.object_mut(id).local_members);
         let mut r = Ok(());
         for m in locals.iter_mut() {
-            r = self.check_member(m).and_then(|_| Self::check_clash(m, info, &mut seen));
+            r = self
+                .check_member(m)
+                .and_then(|_| Self::check_clash(m, info, &mut seen));
             if r.is_err() {
                 break;
             }
@@ -687,7 +822,9 @@ impl Builder {
         r?;
         let members: Vec<Member> = seen.iter().map(|(_, m)| m.clone()).collect();
         if let Some(mut branches) = self.object_mut(id).branches.take() {
-            let r = self.check_branches(&mut branches, &seen).and_then(|_| self.branches_check_clash(&branches, info, &seen));
+            let r = self
+                .check_branches(&mut branches, &seen)
+                .and_then(|_| self.branches_check_clash(&branches, info, &seen));
             self.object_mut(id).branches = Some(branches);
             r?;
         }
@@ -698,23 +835,60 @@ impl Builder {
     fn check_branches(&mut self, b: &mut Variants, seen: &[(String, Member)]) -> Checked {
         let info = b.info.clone();
         let info = info.as_ref();
-        let tag = seen.iter().find(|(k, _)| *k == c_name(&b.tag_name)).map(|(_, m)| m.clone());
+        let tag = seen
+            .iter()
+            .find(|(k, _)| *k == c_name(&b.tag_name))
+            .map(|(_, m)| m.clone());
         let Some(tag) = tag.filter(|t| t.name == b.tag_name) else {
-            return Err(err(info, format!("discriminator '{}' is not a member of 'base'", b.tag_name)));
+            return Err(err(
+                info,
+                format!("discriminator '{}' is not a member of 'base'", b.tag_name),
+            ));
         };
-        let base_is_implicit = self.schema.by_name.get(&tag.defined_in).is_none_or(|&i| self.schema.entities[i].is_implicit());
-        let base = if base_is_implicit { "'base'".to_string() } else { format!("base type '{}'", tag.defined_in) };
+        let base_is_implicit = self
+            .schema
+            .by_name
+            .get(&tag.defined_in)
+            .is_none_or(|&i| self.schema.entities[i].is_implicit());
+        let base = if base_is_implicit {
+            "'base'".to_string()
+        } else {
+            format!("base type '{}'", tag.defined_in)
+        };
         let tag_ty = tag.ty.map(|t| &self.schema.entities[t]);
         let Some(tag_ty) = tag_ty.filter(|t| matches!(t.kind, EntityKind::Enum { .. })) else {
-            return Err(err(info, format!("discriminator member '{}' of {base} must be of an enum type", b.tag_name)));
+            return Err(err(
+                info,
+                format!(
+                    "discriminator member '{}' of {base} must be of an enum type",
+                    b.tag_name
+                ),
+            ));
         };
         if tag.optional {
-            return Err(err(info, format!("discriminator member '{}' of {base} must not be optional", b.tag_name)));
+            return Err(err(
+                info,
+                format!(
+                    "discriminator member '{}' of {base} must not be optional",
+                    b.tag_name
+                ),
+            ));
         }
         if tag.ifcond.is_present() {
-            return Err(err(info, format!("discriminator member '{}' of {base} must not be conditional", b.tag_name)));
+            return Err(err(
+                info,
+                format!(
+                    "discriminator member '{}' of {base} must not be conditional",
+                    b.tag_name
+                ),
+            ));
         }
-        let EntityKind::Enum { members: values, .. } = &tag_ty.kind else { return Err(Silent.into()) };
+        let EntityKind::Enum {
+            members: values, ..
+        } = &tag_ty.kind
+        else {
+            return Err(Silent.into());
+        };
         let values = values.clone();
         let tag_desc = tag_ty.describe();
         // Values without a branch get the empty object.
@@ -734,19 +908,29 @@ impl Builder {
             }
         }
         if b.variants.is_empty() {
-            return Err(err(info, "union has no branches (its discriminator enum has no values)"));
+            return Err(err(
+                info,
+                "union has no branches (its discriminator enum has no values)",
+            ));
         }
         b.tag_member = Some(tag);
         for v in b.variants.iter_mut() {
             self.check_member(v)?;
             if !values.iter().any(|x| x.name == v.name) {
-                return Err(err(info, format!("branch '{}' is not a value of {tag_desc}", v.name)));
+                return Err(err(
+                    info,
+                    format!("branch '{}' is not a value of {tag_desc}", v.name),
+                ));
             }
             let ty = v.ty.unwrap_or_default();
             if !matches!(self.schema.entities[ty].kind, EntityKind::Object(_)) {
                 return Err(err(
                     info,
-                    format!("{} cannot use {}: union branches must be object types", v.describe(info), self.schema.entities[ty].describe()),
+                    format!(
+                        "{} cannot use {}: union branches must be object types",
+                        v.describe(info),
+                        self.schema.entities[ty].describe()
+                    ),
                 ));
             }
             self.check_object(ty)?;
@@ -775,7 +959,9 @@ impl Builder {
         self.check_definition(id)?;
         let info = self.schema.entities[id].info.clone();
         let info = info.as_ref();
-        let EntityKind::Alternate(mut alts) = self.schema.entities[id].kind.clone() else { return Ok(()) };
+        let EntityKind::Alternate(mut alts) = self.schema.entities[id].kind.clone() else {
+            return Ok(());
+        };
         if let Some(tag) = alts.tag_member.as_mut() {
             self.check_member(tag)?;
         }
@@ -804,7 +990,9 @@ impl Builder {
                         if m.name == "on" || m.name == "off" {
                             conflicting.push("QTYPE_QBOOL");
                         }
-                        if m.name.starts_with(|c: char| c == '-' || c == '+' || c == '.' || c.is_ascii_digit()) {
+                        if m.name.starts_with(|c: char| {
+                            c == '-' || c == '+' || c == '.' || c.is_ascii_digit()
+                        }) {
                             conflicting.push("QTYPE_QNUM");
                         }
                     }
@@ -817,7 +1005,10 @@ impl Builder {
                 if let Some((_, prev)) = types_seen.iter().find(|(t, _)| *t == qt) {
                     return Err(err(
                         info,
-                        format!("{} can't be told apart from branch '{prev}' in JSON input", v.describe(info)),
+                        format!(
+                            "{} can't be told apart from branch '{prev}' in JSON input",
+                            v.describe(info)
+                        ),
                     ));
                 }
                 types_seen.push((qt, v.name.clone()));
@@ -827,22 +1018,47 @@ impl Builder {
         Ok(())
     }
 
-    fn check_args(&mut self, id: EntityId, name: Option<String>, boxed: bool, what: &str) -> Checked<Option<EntityId>> {
+    fn check_args(
+        &mut self,
+        id: EntityId,
+        name: Option<String>,
+        boxed: bool,
+        what: &str,
+    ) -> Checked<Option<EntityId>> {
         let Some(name) = name else { return Ok(None) };
         let info = self.schema.entities[id].info.clone();
         let info = info.as_ref();
         let arg = self.resolve(&name, info, &format!("{what}'s 'data'"))?;
         let a = &self.schema.entities[arg];
         let Some(o) = a.as_object() else {
-            return Err(err(info, format!("{what}'s 'data' cannot take {}: it must be an object type", a.describe())));
+            return Err(err(
+                info,
+                format!(
+                    "{what}'s 'data' cannot take {}: it must be an object type",
+                    a.describe()
+                ),
+            ));
         };
         if o.branches.is_some() && !boxed {
-            return Err(err(info, format!("{what}'s 'data' can take {} only with 'boxed': true", a.describe())));
+            return Err(err(
+                info,
+                format!(
+                    "{what}'s 'data' can take {} only with 'boxed': true",
+                    a.describe()
+                ),
+            ));
         }
         self.check_object(arg)?;
-        let conditional = self.object(arg).members.iter().any(|m| m.ifcond.is_present());
+        let conditional = self
+            .object(arg)
+            .members
+            .iter()
+            .any(|m| m.ifcond.is_present());
         if conditional && !boxed {
-            return Err(err(info, format!("{what} arguments with 'if' conditions require 'boxed': true")));
+            return Err(err(
+                info,
+                format!("{what} arguments with 'if' conditions require 'boxed': true"),
+            ));
         }
         Ok(Some(arg))
     }
@@ -850,7 +1066,9 @@ impl Builder {
     fn check_command(&mut self, id: EntityId) -> Checked {
         self.check_definition(id)?;
         let e = &self.schema.entities[id];
-        let EntityKind::Command(c) = e.kind.clone() else { return Ok(()) };
+        let EntityKind::Command(c) = e.kind.clone() else {
+            return Ok(());
+        };
         let name = e.name.clone();
         let info = e.info.clone();
         let arg = self.check_args(id, c.arg_type_name.clone(), c.boxed, "command")?;
@@ -858,10 +1076,16 @@ impl Builder {
         if let Some(r) = &c.ret_type_name {
             let rid = self.resolve(r, info.as_ref(), "command's 'returns'")?;
             ret = Some(rid);
-            if !self.schema.pragma.command_returns_exceptions.contains(&name) {
+            if !self
+                .schema
+                .pragma
+                .command_returns_exceptions
+                .contains(&name)
+            {
                 let mut t = rid;
-                if let EntityKind::Array { element: Some(el), .. } = &self.schema.entities[rid].kind {
-                    t = *el;
+                if let EntityKind::Array { element, .. } = &self.schema.entities[rid].kind {
+                    // An unresolved element was reported with the array.
+                    t = element.ok_or(Silent)?;
                 }
                 if !matches!(self.schema.entities[t].kind, EntityKind::Object(_)) {
                     return Err(err(
@@ -883,7 +1107,9 @@ impl Builder {
 
     fn check_event(&mut self, id: EntityId) -> Checked {
         self.check_definition(id)?;
-        let EntityKind::Event(ev) = self.schema.entities[id].kind.clone() else { return Ok(()) };
+        let EntityKind::Event(ev) = self.schema.entities[id].kind.clone() else {
+            return Ok(());
+        };
         let arg = self.check_args(id, ev.arg_type_name.clone(), ev.boxed, "event")?;
         if let EntityKind::Event(ev) = &mut self.schema.entities[id].kind {
             ev.arg_type = arg;
@@ -900,10 +1126,18 @@ impl Builder {
     }
 
     fn connect_doc_to(&mut self, id: EntityId, d: usize) -> Result<(), Diagnostic> {
-        let Schema { entities, docs, pragma, .. } = &mut self.schema;
+        let Schema {
+            entities,
+            docs,
+            pragma,
+            ..
+        } = &mut self.schema;
         let e = &entities[id];
         let doc = &mut docs[d];
-        let exempt = doc.symbol.as_ref().is_some_and(|s| pragma.documentation_exceptions.contains(s));
+        let exempt = doc
+            .symbol
+            .as_ref()
+            .is_some_and(|s| pragma.documentation_exceptions.contains(s));
         for f in &e.features {
             doc.connect_feature(&f.name, f.info.as_ref().unwrap_or(&e_info(e)))?;
         }
@@ -940,8 +1174,14 @@ impl Builder {
                 connect_members(doc, &o.local_members)?;
             }
             EntityKind::Alternate(a) => connect_members(doc, &a.variants)?,
-            EntityKind::Command(Command { arg_type: Some(arg), .. })
-            | EntityKind::Event(Event { arg_type: Some(arg), .. }) => connect_members(doc, implicit_members(*arg))?,
+            EntityKind::Command(Command {
+                arg_type: Some(arg),
+                ..
+            })
+            | EntityKind::Event(Event {
+                arg_type: Some(arg),
+                ..
+            }) => connect_members(doc, implicit_members(*arg))?,
             _ => {}
         }
         Ok(())
@@ -953,7 +1193,9 @@ impl Builder {
         for id in 0..self.schema.entities.len() {
             let e = &self.schema.entities[id];
             let info = match &e.kind {
-                EntityKind::Array { element: Some(el), .. } => self.schema.entities[*el].info.clone(),
+                EntityKind::Array {
+                    element: Some(el), ..
+                } => self.schema.entities[*el].info.clone(),
                 _ => e.info.clone(),
             };
             let m = match info {
@@ -977,7 +1219,10 @@ impl Builder {
         match self.schema.modules.iter().position(|m| m.name == name) {
             Some(i) => i,
             None => {
-                self.schema.modules.push(Module { name: name.to_string(), entities: Vec::new() });
+                self.schema.modules.push(Module {
+                    name: name.to_string(),
+                    entities: Vec::new(),
+                });
                 self.schema.modules.len() - 1
             }
         }
@@ -987,7 +1232,11 @@ impl Builder {
 // Only predefined entities lack an Info, and they are never reported on.
 fn unreachable_info() -> Info {
     use std::rc::Rc;
-    let file = Rc::new(crate::source::SourceFile { name: "<built-in>".into(), abs: PathBuf::new(), included_from: None });
+    let file = Rc::new(crate::source::SourceFile {
+        name: "<built-in>".into(),
+        abs: PathBuf::new(),
+        included_from: None,
+    });
     Info::new(file, 0)
 }
 

@@ -37,7 +37,11 @@ pub struct Info {
 
 impl Info {
     pub fn new(file: Rc<SourceFile>, line: u32) -> Self {
-        Info { file, line, defn: None }
+        Info {
+            file,
+            line,
+            defn: None,
+        }
     }
 
     /// `FILE:LINE`
@@ -49,7 +53,10 @@ impl Info {
         Info {
             file: self.file.clone(),
             line: self.line,
-            defn: Some(Rc::new(Defn { meta: meta.to_string(), name: name.to_string() })),
+            defn: Some(Rc::new(Defn {
+                meta: meta.to_string(),
+                name: name.to_string(),
+            })),
         }
     }
 
@@ -93,7 +100,9 @@ pub fn absolute(path: &Path) -> PathBuf {
     let joined = if path.is_absolute() {
         path.to_path_buf()
     } else {
-        std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")).join(path)
+        std::env::current_dir()
+            .unwrap_or_else(|_| PathBuf::from("/"))
+            .join(path)
     };
     normalize(&joined)
 }
@@ -129,7 +138,11 @@ pub fn relative(path: &Path, base: &Path) -> String {
     for c in &pc[common..] {
         out.push(c.as_os_str());
     }
-    if out.as_os_str().is_empty() { ".".to_string() } else { out.display().to_string() }
+    if out.as_os_str().is_empty() {
+        ".".to_string()
+    } else {
+        out.display().to_string()
+    }
 }
 
 /// Directory part of a name as Python's `os.path.dirname` gives it.
@@ -165,7 +178,13 @@ mod tests {
         assert_eq!(dirname("/foo.json"), "/");
         assert_eq!(join("", "x.json"), "x.json");
         assert_eq!(join("a", "../x.json"), "a/../x.json");
-        assert_eq!(relative(Path::new("/a/b/../c.json"), Path::new("/a")), "c.json");
-        assert_eq!(relative(Path::new("/a/c.json"), Path::new("/a/b")), "../c.json");
+        assert_eq!(
+            relative(Path::new("/a/b/../c.json"), Path::new("/a")),
+            "c.json"
+        );
+        assert_eq!(
+            relative(Path::new("/a/c.json"), Path::new("/a/b")),
+            "../c.json"
+        );
     }
 }

@@ -85,7 +85,11 @@ impl Value {
     fn write_repr(&self, out: &mut String) {
         match self {
             Value::Str(s) => {
-                let quote = if s.contains('\'') && !s.contains('"') { '"' } else { '\'' };
+                let quote = if s.contains('\'') && !s.contains('"') {
+                    '"'
+                } else {
+                    '\''
+                };
                 out.push(quote);
                 for c in s.chars() {
                     match c {

@@ -13,7 +13,10 @@ fn shared() -> Option<PathBuf> {
     if dir.is_dir() {
         Some(dir)
     } else {
-        eprintln!("skipped: {} does not exist (QEMU reference data is only in the project checkout)", dir.display());
+        eprintln!(
+            "skipped: {} does not exist (QEMU reference data is only in the project checkout)",
+            dir.display()
+        );
         None
     }
 }
@@ -25,7 +28,11 @@ fn first_location(text: &str) -> Option<String> {
         let mut parts = loc.split(':');
         let file = parts.next()?;
         let nums: Vec<&str> = parts.collect();
-        let numeric = !nums.is_empty() && nums.len() <= 2 && nums.iter().all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+        let numeric = !nums.is_empty()
+            && nums.len() <= 2
+            && nums
+                .iter()
+                .all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
         (numeric && !file.contains(' ')).then(|| loc.to_string())
     })
 }
@@ -47,7 +54,8 @@ fn qapi_gen(dir: &Path, args: &[&str]) -> (bool, String, String) {
 fn qemu_frontend_corpus() {
     let Some(shared) = shared() else { return };
     let tests = shared.join("qemu-qapi/tests");
-    let list = std::fs::read_to_string(shared.join("qemu-qapi/tests-list.txt")).expect("tests-list.txt");
+    let list =
+        std::fs::read_to_string(shared.join("qemu-qapi/tests-list.txt")).expect("tests-list.txt");
     let mut failures = Vec::new();
     let (mut verdicts, mut locations, mut dumps, mut total) = (0, 0, 0, 0);
     for name in list.lines().map(str::trim).filter(|l| !l.is_empty()) {
@@ -55,10 +63,15 @@ fn qemu_frontend_corpus() {
         let file = format!("{name}.json");
         // QEMU's current generator enforces its documentation typography.
         let (ok, stdout, stderr) = qapi_gen(&tests, &["dump", "--doc-style", &file]);
-        let expected_err = std::fs::read_to_string(tests.join(format!("{name}.err"))).unwrap_or_default();
+        let expected_err =
+            std::fs::read_to_string(tests.join(format!("{name}.err"))).unwrap_or_default();
         let should_fail = !expected_err.trim().is_empty();
         if ok == should_fail {
-            failures.push(format!("{name}: verdict {} but QEMU {}\n{stderr}", if ok { "accepted" } else { "rejected" }, if should_fail { "rejects" } else { "accepts" }));
+            failures.push(format!(
+                "{name}: verdict {} but QEMU {}\n{stderr}",
+                if ok { "accepted" } else { "rejected" },
+                if should_fail { "rejects" } else { "accepts" }
+            ));
             continue;
         }
         verdicts += 1;
@@ -68,10 +81,13 @@ fn qemu_frontend_corpus() {
             if want == got {
                 locations += 1;
             } else {
-                failures.push(format!("{name}: first location {got:?}, QEMU says {want:?}\n{stderr}"));
+                failures.push(format!(
+                    "{name}: first location {got:?}, QEMU says {want:?}\n{stderr}"
+                ));
             }
         } else {
-            let want = std::fs::read_to_string(tests.join(format!("{name}.out"))).unwrap_or_default();
+            let want =
+                std::fs::read_to_string(tests.join(format!("{name}.out"))).unwrap_or_default();
             if stdout == want {
                 dumps += 1;
             } else {
@@ -79,8 +95,15 @@ fn qemu_frontend_corpus() {
             }
         }
     }
-    println!("QEMU corpus: {verdicts}/{total} verdicts, {locations} locations, {dumps} dumps match");
-    assert!(failures.is_empty(), "{} corpus cases differ from QEMU:\n{}", failures.len(), failures.join("\n"));
+    println!(
+        "QEMU corpus: {verdicts}/{total} verdicts, {locations} locations, {dumps} dumps match"
+    );
+    assert!(
+        failures.is_empty(),
+        "{} corpus cases differ from QEMU:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
     assert_eq!(verdicts, total);
 }
 
@@ -90,9 +113,15 @@ fn real_qemu_schemas_check_clean() {
     let tops = [
         ("qemu-qapi/schema/qapi/qapi-schema.json", true),
         ("qemu-qapi/schema/qga/qapi-schema.json", true),
-        ("qemu-qapi/schema/storage-daemon/qapi/qapi-schema.json", true),
+        (
+            "qemu-qapi/schema/storage-daemon/qapi/qapi-schema.json",
+            true,
+        ),
         // QEMU 10.0 predates the typography rules.
-        ("qemu-qapi-10.0/schema/storage-daemon/qapi/qapi-schema.json", false),
+        (
+            "qemu-qapi-10.0/schema/storage-daemon/qapi/qapi-schema.json",
+            false,
+        ),
     ];
     for (top, style) in tops {
         let mut args = vec!["check"];
@@ -101,7 +130,10 @@ fn real_qemu_schemas_check_clean() {
         }
         args.push(top);
         let (ok, stdout, stderr) = qapi_gen(&shared, &args);
-        assert!(ok && stdout.is_empty() && stderr.is_empty(), "{top} must check clean:\n{stderr}");
+        assert!(
+            ok && stdout.is_empty() && stderr.is_empty(),
+            "{top} must check clean:\n{stderr}"
+        );
     }
 }
 
