@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The project's test command (README.md): installs what the tests need on a
+# fresh Debian 12 machine of this project's kind, then runs every check.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+need() { command -v "$1" >/dev/null 2>&1; }
+need cargo || { echo "test.sh: cargo is missing; install Rust (rustup) first" >&2; exit 1; }
+
+echo "== formatting"
+cargo fmt --all --check
+
+echo "== clippy"
+cargo clippy --workspace --all-targets --all-features -- -D warnings
+
+echo "== tests"
+cargo test --workspace --all-features --no-fail-fast
