@@ -7,6 +7,7 @@
 //! # Ok::<(), qapi_gen::SchemaError>(())
 //! ```
 
+pub mod builder;
 pub mod diagnostic;
 pub mod doc;
 pub mod dump;
@@ -15,10 +16,12 @@ pub mod introspect;
 pub mod model;
 pub mod names;
 pub mod parser;
+pub mod rust;
 pub mod schema;
 pub mod source;
 pub mod value;
 
+pub use builder::{BuildError, Config};
 pub use diagnostic::{Diagnostic, SchemaError};
 pub use model::*;
 pub use schema::{CheckOptions, Schema};

@@ -120,6 +120,26 @@ pub fn from_value<T: serde::de::DeserializeOwned, E: serde::de::Error>(v: Value)
     serde_json::from_value(v).map_err(E::custom)
 }
 
+/// A command without arguments: `arguments` must be empty.
+pub fn no_args(args: Map<String, Value>) -> Result<(), QmpError> {
+    match args.keys().next() {
+        Some(k) => Err(QmpError::generic(format!("Parameter '{k}' is unexpected"))),
+        None => Ok(()),
+    }
+}
+
+/// A command's return value as the `return` member of its reply.
+pub fn to_reply<T: serde::Serialize>(ret: &T) -> Result<Value, QmpError> {
+    serde_json::to_value(ret)
+        .map_err(|e| QmpError::generic(format!("cannot encode the reply: {e}")))
+}
+
+/// Parses JSON written by the generator (introspection data). The text is
+/// generated, so it always parses; `null` stands in otherwise.
+pub fn json_literal(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or(Value::Null)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,7 +1,9 @@
 //! `qapi-gen`: check a QAPI schema, dump its model, generate Rust.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
+use qapi_gen::rust::{CondMap, RustOptions};
 use qapi_gen::{CheckOptions, Schema};
 
 const USAGE: &str = "\
@@ -11,6 +13,13 @@ commands:
   check SCHEMA.json      parse and check; diagnostics on stderr, exit 1 if any
   dump SCHEMA.json       check, then print the schema model (QEMU test-dump format)
   introspect SCHEMA.json check, then print what query-qmp-schema answers (JSON)
+  rust SCHEMA.json --out-dir DIR
+                         generate Rust into DIR/qapi.rs (conditions become
+                         cargo features by the default rule, except the
+                         storage daemon's mapping: CONFIG_FUSE -> fuse, ...)
+  crate SCHEMA.json --name NAME --out-dir DIR
+                         write a standalone crate: Cargo.toml with one cargo
+                         feature per condition name, src/lib.rs
 
 options:
   --doc-style            also apply QEMU 10.1+ doc typography rules (70 columns,
@@ -18,8 +27,15 @@ options:
   --enable COND          introspect: condition name COND is true (repeatable;
                          names not enabled are false)
   --enable-all           introspect: every condition name is true
+  --rt-path DIR          crate: path of the qapi-rt crate to depend on
+                         (default: the one next to this qapi-gen's sources)
   -h, --help             this text
 ";
+
+fn usage_error(msg: &str) -> ExitCode {
+    eprintln!("qapi-gen: {msg}\n{USAGE}");
+    ExitCode::from(2)
+}
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -35,58 +51,99 @@ fn main() -> ExitCode {
     let mut positional = Vec::new();
     let mut enabled: Vec<&str> = Vec::new();
     let mut enable_all = false;
+    let mut out_dir: Option<PathBuf> = None;
+    let mut crate_name: Option<&str> = None;
+    let mut rt_path = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../qapi-rt"));
     let mut iter = args.iter();
     while let Some(a) = iter.next() {
+        let mut value = |what: &str| {
+            iter.next()
+                .ok_or_else(|| usage_error(&format!("{a} needs {what}")))
+        };
         match a.as_str() {
             "--doc-style" => opts.doc_style = true,
             "--enable-all" => enable_all = true,
-            "--enable" => match iter.next() {
-                Some(c) => enabled.push(c),
-                None => {
-                    eprintln!("qapi-gen: --enable needs a condition name\n{USAGE}");
-                    return ExitCode::from(2);
-                }
+            "--enable" => match value("a condition name") {
+                Ok(c) => enabled.push(c),
+                Err(e) => return e,
             },
-            s if s.starts_with('-') => {
-                eprintln!("qapi-gen: unknown option '{s}'\n{USAGE}");
-                return ExitCode::from(2);
-            }
+            "--out-dir" => match value("a directory") {
+                Ok(d) => out_dir = Some(PathBuf::from(d)),
+                Err(e) => return e,
+            },
+            "--name" => match value("a crate name") {
+                Ok(n) => crate_name = Some(n),
+                Err(e) => return e,
+            },
+            "--rt-path" => match value("a directory") {
+                Ok(d) => rt_path = PathBuf::from(d),
+                Err(e) => return e,
+            },
+            s if s.starts_with('-') => return usage_error(&format!("unknown option '{s}'")),
             s => positional.push(s),
         }
     }
     let (cmd, file) = match positional.as_slice() {
         [cmd, file] => (*cmd, *file),
-        _ => {
-            eprintln!("qapi-gen: expected a command and one schema file\n{USAGE}");
-            return ExitCode::from(2);
-        }
+        _ => return usage_error("expected a command and one schema file"),
     };
-    if !matches!(cmd, "check" | "dump" | "introspect") {
-        eprintln!("qapi-gen: unknown command '{cmd}'\n{USAGE}");
-        return ExitCode::from(2);
+    if !matches!(cmd, "check" | "dump" | "introspect" | "rust" | "crate") {
+        return usage_error(&format!("unknown command '{cmd}'"));
     }
-    match Schema::load(file, &opts) {
-        Ok(schema) => {
-            if cmd == "dump" {
-                print!("{}", qapi_gen::dump::dump(&schema));
-            } else if cmd == "introspect" {
-                let entries = qapi_gen::introspect::entries(&schema);
-                let on = |c: &str| enable_all || enabled.contains(&c);
-                let json = qapi_gen::introspect::to_json(&entries, &on);
-                match serde_json::to_string_pretty(&json) {
-                    Ok(text) => println!("{text}"),
-                    Err(e) => {
-                        eprintln!("qapi-gen: {e}");
-                        return ExitCode::from(1);
-                    }
-                }
-            }
-            // The process ends here: freeing the model would only cost time.
-            std::mem::forget(schema);
-            ExitCode::SUCCESS
-        }
+    if matches!(cmd, "rust" | "crate") && out_dir.is_none() {
+        return usage_error(&format!("{cmd} needs --out-dir DIR"));
+    }
+    if cmd == "crate" && crate_name.is_none() {
+        return usage_error("crate needs --name NAME");
+    }
+    let schema = match Schema::load(file, &opts) {
+        Ok(s) => s,
         Err(e) => {
             eprintln!("{e}");
+            return ExitCode::from(1);
+        }
+    };
+    let source_name = std::path::Path::new(file)
+        .file_name()
+        .map_or_else(|| file.to_string(), |n| n.to_string_lossy().into_owned());
+    let result: Result<(), String> = match cmd {
+        "dump" => {
+            print!("{}", qapi_gen::dump::dump(&schema));
+            Ok(())
+        }
+        "introspect" => {
+            let entries = qapi_gen::introspect::entries(&schema);
+            let on = |c: &str| enable_all || enabled.contains(&c);
+            let json = qapi_gen::introspect::to_json(&entries, &on);
+            serde_json::to_string_pretty(&json)
+                .map(|text| println!("{text}"))
+                .map_err(|e| e.to_string())
+        }
+        "rust" => {
+            let opts = RustOptions {
+                conds: CondMap::default(),
+                source_name,
+            };
+            let code = qapi_gen::rust::generate(&schema, &opts);
+            let path = out_dir.unwrap_or_default().join("qapi.rs");
+            qapi_gen::builder::write_if_changed(&path, &code).map_err(|e| e.to_string())
+        }
+        "crate" => qapi_gen::builder::write_crate(
+            &schema,
+            &source_name,
+            crate_name.unwrap_or_default(),
+            &out_dir.unwrap_or_default(),
+            &rt_path,
+        )
+        .map_err(|e| e.to_string()),
+        _ => Ok(()),
+    };
+    // The process ends here: freeing the model would only cost time.
+    std::mem::forget(schema);
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("qapi-gen: {e}");
             ExitCode::from(1)
         }
     }

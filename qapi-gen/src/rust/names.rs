@@ -6,17 +6,21 @@ use crate::model::{EntityId, EntityKind};
 use crate::schema::Schema;
 
 const KEYWORDS: &[&str] = &[
-    "as", "async", "await", "break", "const", "continue", "dyn", "else", "enum", "extern", "false", "fn", "for",
-    "if", "impl", "in", "let", "loop", "match", "mod", "move", "mut", "pub", "ref", "return", "static", "struct",
-    "trait", "true", "type", "unsafe", "use", "where", "while", "abstract", "become", "box", "do", "final", "gen",
-    "macro", "override", "priv", "try", "typeof", "unsized", "virtual", "yield",
+    "as", "async", "await", "break", "const", "continue", "dyn", "else", "enum", "extern", "false",
+    "fn", "for", "if", "impl", "in", "let", "loop", "match", "mod", "move", "mut", "pub", "ref",
+    "return", "static", "struct", "trait", "true", "type", "unsafe", "use", "where", "while",
+    "abstract", "become", "box", "do", "final", "gen", "macro", "override", "priv", "try",
+    "typeof", "unsized", "virtual", "yield",
 ];
 
 /// `block-export-add` -> `BlockExportAdd`, `BLOCK_JOB_READY` ->
 /// `BlockJobReady`, `BlockdevOptions` stays as it is.
 pub fn camel(name: &str) -> String {
     let mut out = String::new();
-    for part in name.split(|c: char| !c.is_ascii_alphanumeric()).filter(|p| !p.is_empty()) {
+    for part in name
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|p| !p.is_empty())
+    {
         let all_upper = part.chars().all(|c| !c.is_ascii_lowercase());
         let mut chars = part.chars();
         if let Some(first) = chars.next() {
@@ -75,7 +79,9 @@ impl TypeNames {
         let mut taken: HashMap<String, EntityId> = HashMap::new();
         for (id, e) in schema.definitions() {
             let base = match &e.kind {
-                EntityKind::Builtin { .. } | EntityKind::Array { .. } | EntityKind::Command(_) => continue,
+                EntityKind::Builtin { .. } | EntityKind::Array { .. } | EntityKind::Command(_) => {
+                    continue;
+                }
                 EntityKind::Event(_) => format!("{}Event", camel(&e.name)),
                 _ => implicit_name(schema, &e.name),
             };
@@ -100,10 +106,16 @@ fn implicit_name(schema: &Schema, name: &str) -> String {
     }
     if let Some(rest) = name.strip_prefix("q_obj_") {
         if let Some(owner) = rest.strip_suffix("-arg") {
-            let is_event = schema.lookup(owner).is_some_and(|e| matches!(e.kind, EntityKind::Event(_)));
+            let is_event = schema
+                .lookup(owner)
+                .is_some_and(|e| matches!(e.kind, EntityKind::Event(_)));
             // An event's implicit argument type is the event's value;
             // the event entity itself gets a distinct name below.
-            return if is_event { format!("{}Data", camel(owner)) } else { format!("{}Args", camel(owner)) };
+            return if is_event {
+                format!("{}Data", camel(owner))
+            } else {
+                format!("{}Args", camel(owner))
+            };
         }
         if let Some(owner) = rest.strip_suffix("-base") {
             return format!("{}Base", camel(owner));
