@@ -15,3 +15,6 @@ cargo clippy --workspace --all-targets --all-features -- -D warnings
 
 echo "== tests"
 cargo test --workspace --all-features --no-fail-fast
+
+echo "== generated crates for QEMU's schemas (cargo check, both feature settings)"
+cargo test -p qapi-gen --test generated_crates -- --ignored --nocapture

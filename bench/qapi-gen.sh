@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Times qapi-gen on QEMU's main schema (parse + check, and later code
-# generation), median of RUNS, and compares with QEMU's Python generator's
+# Times qapi-gen on QEMU's main schema (parse + check, and parse + check +
+# Rust generation), median of RUNS, and compares with QEMU's Python generator's
 # reference times measured on this machine type (parse+check 0.55 s,
 # full C output 1.52 s).
 #
@@ -35,6 +35,19 @@ report() { # label, reference seconds, command...
 }
 
 report "check" 0.55 "$BIN" check "$SCHEMA"
-if "$BIN" --help | grep -q '^  rust '; then
-  report "rust " 1.52 "$BIN" rust "$SCHEMA" --out-dir "$OUT/rust"
+report "rust " 1.52 "$BIN" rust "$SCHEMA" --out-dir "$OUT/rust"
+
+# How long the generated crate for the main schema takes to compile
+# (cargo check; dependencies built first so only the crate is timed).
+if [ "${CRATE_CHECK:-1}" = 1 ]; then
+  "$BIN" crate "$SCHEMA" --name qemu-qapi-bench --out-dir "$OUT/crate"
+  export CARGO_TARGET_DIR="$OUT/target"
+  (cd "$OUT/crate" && cargo check -q 2>/dev/null) || { echo "cargo check of the generated crate failed" >&2; exit 1; }
+  for features in "" "--all-features"; do
+    touch "$OUT/crate/src/lib.rs"
+    t0=$(date +%s.%N)
+    (cd "$OUT/crate" && cargo check -q $features)
+    t1=$(date +%s.%N)
+    python3 -c "print(f'cargo check of the generated main-schema crate (${features:-no features}): {$t1-$t0:.1f}s')"
+  done
 fi
