@@ -31,6 +31,9 @@ pub enum BuildError {
     },
     #[error("no output directory: set OUT_DIR (cargo does in build scripts) or call out_dir()")]
     NoOutDir,
+    /// The generator produced something that is not Rust: a qapi-gen bug.
+    #[error("qapi-gen bug: {0}")]
+    Generated(String),
 }
 
 /// Configuration for generating Rust from a schema in a build script.
@@ -41,6 +44,7 @@ pub struct Config {
     conds: CondMap,
     check: CheckOptions,
     emit_rerun: bool,
+    pretty: bool,
 }
 
 impl Default for Config {
@@ -59,6 +63,7 @@ impl Config {
             conds: CondMap::default(),
             check: CheckOptions::default(),
             emit_rerun: true,
+            pretty: true,
         }
     }
 
@@ -86,6 +91,13 @@ impl Config {
 
     pub fn doc_style(&mut self, on: bool) -> &mut Self {
         self.check.doc_style = on;
+        self
+    }
+
+    /// Whether to check the output with syn and lay it out with
+    /// prettyplease (default: yes).
+    pub fn pretty(&mut self, on: bool) -> &mut Self {
+        self.pretty = on;
         self
     }
 
@@ -120,7 +132,10 @@ impl Config {
             conds: self.conds.clone(),
             source_name: file_name_of(schema_path),
         };
-        let code = generate(&loaded, &opts);
+        let mut code = generate(&loaded, &opts);
+        if self.pretty {
+            code = crate::rust::pretty(&code).map_err(BuildError::Generated)?;
+        }
         let path = out_dir.join(&self.file_name);
         write_if_changed(&path, &code)?;
         Ok(path)
@@ -190,13 +205,15 @@ pub fn condition_names(schema: &Schema) -> BTreeSet<String> {
 /// Writes a standalone crate for `schema`: `Cargo.toml` with one cargo
 /// feature per condition name (named by [`CondMap`]'s default rule) and
 /// `src/lib.rs` holding the generated code. `rt_path` is the `qapi-rt`
-/// crate the generated code depends on.
+/// crate the generated code depends on; `pretty` lays the code out with
+/// prettyplease.
 pub fn write_crate(
     schema: &Schema,
     source_name: &str,
     name: &str,
     out_dir: &Path,
     rt_path: &Path,
+    pretty: bool,
 ) -> Result<(), BuildError> {
     let features: BTreeSet<String> = condition_names(schema)
         .iter()
@@ -215,7 +232,10 @@ pub fn write_crate(
         conds: CondMap::features_only(),
         source_name: source_name.to_string(),
     };
-    let code = generate(schema, &opts);
+    let mut code = generate(schema, &opts);
+    if pretty {
+        code = crate::rust::pretty(&code).map_err(BuildError::Generated)?;
+    }
     let lib = format!(
         "//! QAPI types, commands, events and introspection generated from `{source_name}`.\n#![allow(clippy::all, rustdoc::all, dead_code)]\n\n{code}"
     );

@@ -27,6 +27,8 @@ options:
   --enable COND          introspect: condition name COND is true (repeatable;
                          names not enabled are false)
   --enable-all           introspect: every condition name is true
+  --pretty               rust, crate: check the output with syn and lay it out
+                         with prettyplease (slower)
   --rt-path DIR          crate: path of the qapi-rt crate to depend on
                          (default: the one next to this qapi-gen's sources)
   -h, --help             this text
@@ -51,6 +53,7 @@ fn main() -> ExitCode {
     let mut positional = Vec::new();
     let mut enabled: Vec<&str> = Vec::new();
     let mut enable_all = false;
+    let mut pretty = false;
     let mut out_dir: Option<PathBuf> = None;
     let mut crate_name: Option<&str> = None;
     let mut rt_path = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../qapi-rt"));
@@ -63,6 +66,7 @@ fn main() -> ExitCode {
         match a.as_str() {
             "--doc-style" => opts.doc_style = true,
             "--enable-all" => enable_all = true,
+            "--pretty" => pretty = true,
             "--enable" => match value("a condition name") {
                 Ok(c) => enabled.push(c),
                 Err(e) => return e,
@@ -126,7 +130,14 @@ fn main() -> ExitCode {
             };
             let code = qapi_gen::rust::generate(&schema, &opts);
             let path = out_dir.unwrap_or_default().join("qapi.rs");
-            qapi_gen::builder::write_if_changed(&path, &code).map_err(|e| e.to_string())
+            let code = if pretty {
+                qapi_gen::rust::pretty(&code)
+            } else {
+                Ok(code)
+            };
+            code.and_then(|c| {
+                qapi_gen::builder::write_if_changed(&path, &c).map_err(|e| e.to_string())
+            })
         }
         "crate" => qapi_gen::builder::write_crate(
             &schema,
@@ -134,6 +145,7 @@ fn main() -> ExitCode {
             crate_name.unwrap_or_default(),
             &out_dir.unwrap_or_default(),
             &rt_path,
+            pretty,
         )
         .map_err(|e| e.to_string()),
         _ => Ok(()),
