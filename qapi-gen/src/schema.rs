@@ -407,30 +407,22 @@ impl Builder {
         Ok(Some(name))
     }
 
+    /// Union and alternate branches: members named exactly by their key.
     fn make_variants(
         &mut self,
         data: Option<&Value>,
         info: &Info,
         defined_in: &str,
     ) -> Result<Vec<Member>, Diagnostic> {
-        let Some(Value::Dict(d)) = data else {
-            return Ok(Vec::new());
-        };
-        let mut out = Vec::new();
-        for (k, v) in d.iter() {
-            let v = v.as_dict().cloned().unwrap_or_default();
-            let type_name = self.type_ref(v.get("type"), info)?;
-            out.push(Member {
-                name: k.to_string(),
-                info: Some(info.clone()),
-                type_name,
-                ty: None,
-                optional: false,
-                ifcond: IfCond(v.get("if").cloned()),
-                features: Vec::new(),
-                defined_in: defined_in.to_string(),
-                role: "branch",
-            });
+        let mut out = self.make_members(data, info, defined_in)?;
+        let keys = data
+            .and_then(Value::as_dict)
+            .map(|d| d.keys().collect::<Vec<_>>())
+            .unwrap_or_default();
+        for (m, key) in out.iter_mut().zip(keys) {
+            m.name = key.to_string();
+            m.optional = false;
+            m.role = "branch";
         }
         Ok(out)
     }

@@ -4,6 +4,8 @@
 //! Slow (minutes), so ignored by default; `./test.sh` runs it with
 //! `--ignored`. Skips, saying why, when ../shared is absent.
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
@@ -11,14 +13,9 @@ use std::time::Instant;
 #[test]
 #[ignore = "builds three large generated crates; run by ./test.sh"]
 fn qemu_schemas_generate_crates_that_build() {
-    let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared");
-    if !shared.is_dir() {
-        eprintln!(
-            "skipped: {} does not exist (QEMU reference schemas)",
-            shared.display()
-        );
+    let Some(shared) = common::shared() else {
         return;
-    }
+    };
     let work = Path::new(env!("CARGO_TARGET_TMPDIR")).join("generated-crates");
     let target = work.join("target");
     let schemas = [

@@ -2,58 +2,15 @@
 //! against what the installed qemu-storage-daemon answers, plus small
 //! inline schemas for masking, integer folding and conditions.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
+
+use common::shared;
 
 use qapi_gen::introspect::{self, eval_cond};
-use qapi_gen::{CheckOptions, EntityKind, IfCond, Schema};
+use qapi_gen::{CheckOptions, IfCond, Schema};
 use serde_json::{Value, json};
-
-fn shared() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared");
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        eprintln!(
-            "skipped: {} does not exist (QEMU reference data is only in the project checkout)",
-            dir.display()
-        );
-        None
-    }
-}
-
-/// Every condition name the schema uses, in order of first appearance.
-fn condition_names(schema: &Schema) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut add = |c: &IfCond| c.names(&mut out);
-    for e in &schema.entities {
-        add(&e.ifcond);
-        e.features.iter().for_each(|f| add(&f.ifcond));
-        let mut members = Vec::new();
-        match &e.kind {
-            EntityKind::Enum {
-                members: values, ..
-            } => {
-                for v in values {
-                    add(&v.ifcond);
-                    v.features.iter().for_each(|f| add(&f.ifcond));
-                }
-            }
-            EntityKind::Object(o) => {
-                members.extend(&o.local_members);
-                if let Some(b) = &o.branches {
-                    members.extend(&b.variants);
-                }
-            }
-            EntityKind::Alternate(v) => members.extend(&v.variants),
-            _ => {}
-        }
-        for m in members {
-            add(&m.ifcond);
-            m.features.iter().for_each(|f| add(&f.ifcond));
-        }
-    }
-    out
-}
 
 fn load(path: &Path) -> Schema {
     match Schema::load(path, &CheckOptions::default()) {
@@ -70,7 +27,7 @@ fn storage_daemon_matches_live_query_qmp_schema() {
 
     // The Debian build that answered has every condition on but these.
     let disabled = ["CONFIG_BLKIO", "CONFIG_BLKIO_VHOST_VDPA_FD", "CONFIG_WIN32"];
-    let names = condition_names(&schema);
+    let names = qapi_gen::builder::condition_names(&schema);
     assert_eq!(names.len(), 22, "condition names: {names:?}");
     for d in disabled {
         assert!(names.iter().any(|n| n == d), "{d} not used by the schema");

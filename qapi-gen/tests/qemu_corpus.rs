@@ -5,21 +5,12 @@
 //! report QEMU's first `FILE:LINE[:COL]`, accepted cases must dump exactly
 //! QEMU's `.out`. Skips (with a message) when ../shared is absent.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
 
-fn shared() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared");
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        eprintln!(
-            "skipped: {} does not exist (QEMU reference data is only in the project checkout)",
-            dir.display()
-        );
-        None
-    }
-}
+use std::path::Path;
+
+use common::shared;
+use std::process::Command;
 
 /// The `FILE:LINE[:COL]` of the first diagnostic line in `text`.
 fn first_location(text: &str) -> Option<String> {
