@@ -1,0 +1,3 @@
+qapi_macros::schema!("schemas/outer.json", relative_to = file);
+
+fn main() {}
