@@ -51,7 +51,8 @@ pub struct Parsed {
 }
 
 /// Reads `name` and everything it includes.
-pub fn parse_schema(name: &str, doc_opts: DocOptions) -> Result<Parsed, Diagnostic> {
+/// On failure, also the files read so far (for rebuild tracking).
+pub fn parse_schema(name: &str, doc_opts: DocOptions) -> Result<Parsed, (Diagnostic, Vec<PathBuf>)> {
     let mut parser = SchemaParser {
         out: Parsed::default(),
         included: HashSet::new(),
@@ -65,14 +66,14 @@ pub fn parse_schema(name: &str, doc_opts: DocOptions) -> Result<Parsed, Diagnost
     let text = match std::fs::read(name) {
         Ok(bytes) => bytes,
         Err(e) => {
-            return Err(Diagnostic::bare(format!(
-                "cannot read schema file '{name}': {}",
-                os_reason(&e)
-            )));
+            let msg = format!("cannot read schema file '{name}': {}", os_reason(&e));
+            return Err((Diagnostic::bare(msg), vec![file.abs.clone()]));
         }
     };
-    parser.parse_file(file, &text)?;
-    Ok(parser.out)
+    match parser.parse_file(file, &text) {
+        Ok(()) => Ok(parser.out),
+        Err(d) => Err((d, parser.out.files)),
+    }
 }
 
 /// The OS reason without Rust's "(os error N)" suffix.

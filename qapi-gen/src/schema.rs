@@ -80,8 +80,8 @@ impl Schema {
                 style: opts.doc_style,
             },
         )
-        .map_err(|d| SchemaError {
-            files: vec![crate::source::absolute(path.as_ref())],
+        .map_err(|(d, files)| SchemaError {
+            files,
             diagnostics: vec![d],
         })?;
         let files = parsed.files.clone();
