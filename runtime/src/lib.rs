@@ -6,6 +6,8 @@ pub mod qapi {
     include!(concat!(env!("OUT_DIR"), "/qapi.rs"));
 }
 
+pub mod qmp;
+
 /// Entry point used by the `storage-daemon` binary; returns the exit code.
 pub fn main_entry(args: Vec<String>) -> i32 {
     let prog = args.first().map(String::as_str).unwrap_or("storage-daemon");

@@ -1,0 +1,222 @@
+//! QMP wire framing: a byte stream of JSON values with no delimiters between
+//! them, split the way QEMU's JSON streamer splits it. The codec never
+//! touches sockets.
+
+/// Largest single message accepted; QEMU's limit on one JSON value.
+pub const MAX_MESSAGE: usize = 64 << 20;
+/// Deepest nesting accepted (QEMU: 1024).
+pub const MAX_NESTING: usize = 1024;
+
+/// What the splitter found in the input.
+#[derive(Debug, PartialEq)]
+pub enum Frame {
+    /// The text of one complete JSON value (object, array or scalar).
+    Value(String),
+    /// Input that cannot be a JSON value; the splitter has resynchronised.
+    Error(String),
+}
+
+/// Incremental splitter state.
+#[derive(Debug, Default)]
+pub struct Splitter {
+    buf: Vec<u8>,
+    /// Bytes of `buf` already scanned.
+    scanned: usize,
+    /// Start of the value being scanned, if one has begun.
+    start: Option<usize>,
+    depth: usize,
+    in_string: Option<u8>,
+    escape: bool,
+    /// A bare word or number at depth 0: ends at a delimiter.
+    in_atom: bool,
+}
+
+fn is_delimiter(b: u8) -> bool {
+    matches!(
+        b,
+        b' ' | b'\t' | b'\r' | b'\n' | b'{' | b'}' | b'[' | b']' | b':' | b',' | b'"' | b'\''
+    )
+}
+
+impl Splitter {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds received bytes.
+    pub fn push(&mut self, data: &[u8]) {
+        self.buf.extend_from_slice(data);
+    }
+
+    /// Bytes held but not yet returned as frames.
+    pub fn pending(&self) -> usize {
+        self.buf.len()
+    }
+
+    fn reset_value(&mut self) {
+        self.start = None;
+        self.depth = 0;
+        self.in_string = None;
+        self.escape = false;
+        self.in_atom = false;
+    }
+
+    fn take(&mut self, end: usize) -> String {
+        let start = self.start.unwrap_or(0);
+        let text = String::from_utf8_lossy(&self.buf[start..end]).into_owned();
+        self.buf.drain(..end);
+        self.scanned = 0;
+        self.reset_value();
+        text
+    }
+
+    /// The next complete frame, if the buffered input holds one.
+    pub fn next_frame(&mut self) -> Option<Frame> {
+        while self.scanned < self.buf.len() {
+            let i = self.scanned;
+            let b = self.buf[i];
+            self.scanned += 1;
+            if self.in_atom {
+                if is_delimiter(b) {
+                    self.scanned -= 1;
+                    return Some(Frame::Value(self.take(i)));
+                }
+                continue;
+            }
+            if let Some(q) = self.in_string {
+                if self.escape {
+                    self.escape = false;
+                } else if b == b'\\' {
+                    self.escape = true;
+                } else if b == q {
+                    self.in_string = None;
+                    if self.depth == 0 {
+                        return Some(Frame::Value(self.take(i + 1)));
+                    }
+                }
+                continue;
+            }
+            match b {
+                b' ' | b'\t' | b'\r' | b'\n' => {
+                    if self.start.is_none() {
+                        self.buf.drain(..=i);
+                        self.scanned = 0;
+                    }
+                }
+                b'{' | b'[' => {
+                    self.start.get_or_insert(i);
+                    self.depth += 1;
+                    if self.depth > MAX_NESTING {
+                        self.buf.drain(..=i);
+                        self.scanned = 0;
+                        self.reset_value();
+                        return Some(Frame::Error("JSON nesting depth limit exceeded".into()));
+                    }
+                }
+                b'}' | b']' => {
+                    if self.depth == 0 {
+                        self.buf.drain(..=i);
+                        self.scanned = 0;
+                        self.reset_value();
+                        return Some(Frame::Error(format!(
+                            "JSON parse error, stray '{}'",
+                            b as char
+                        )));
+                    }
+                    self.depth -= 1;
+                    if self.depth == 0 {
+                        return Some(Frame::Value(self.take(i + 1)));
+                    }
+                }
+                b'"' | b'\'' => {
+                    self.start.get_or_insert(i);
+                    self.in_string = Some(b);
+                }
+                b':' | b',' if self.depth == 0 => {
+                    self.buf.drain(..=i);
+                    self.scanned = 0;
+                    self.reset_value();
+                    return Some(Frame::Error(format!(
+                        "JSON parse error, stray '{}'",
+                        b as char
+                    )));
+                }
+                _ => {
+                    if self.depth == 0 {
+                        self.start = Some(i);
+                        self.in_atom = true;
+                    }
+                }
+            }
+            if let Some(s) = self.start
+                && self.scanned - s > MAX_MESSAGE
+            {
+                self.buf.drain(..self.scanned);
+                self.scanned = 0;
+                self.reset_value();
+                return Some(Frame::Error("JSON token size limit exceeded".into()));
+            }
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frames(input: &str) -> Vec<Frame> {
+        let mut s = Splitter::new();
+        s.push(input.as_bytes());
+        std::iter::from_fn(|| s.next_frame()).collect()
+    }
+
+    #[test]
+    fn splits_values_without_delimiters() {
+        assert_eq!(
+            frames("{\"a\": \"}\"}[1,[2]]  {}"),
+            vec![
+                Frame::Value("{\"a\": \"}\"}".into()),
+                Frame::Value("[1,[2]]".into()),
+                Frame::Value("{}".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn bare_words_end_at_a_delimiter() {
+        // Like QEMU: "garbage" is only complete once something follows.
+        assert_eq!(frames("garbage"), vec![]);
+        assert_eq!(
+            frames("garbage {}"),
+            vec![Frame::Value("garbage".into()), Frame::Value("{}".into())]
+        );
+        assert_eq!(
+            frames("1 2 "),
+            vec![Frame::Value("1".into()), Frame::Value("2".into())]
+        );
+    }
+
+    #[test]
+    fn stray_closers_resynchronise() {
+        assert_eq!(
+            frames("}{\"x\":1}"),
+            vec![
+                Frame::Error("JSON parse error, stray '}'".into()),
+                Frame::Value("{\"x\":1}".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn partial_input_waits() {
+        let mut s = Splitter::new();
+        s.push(b"{\"execute\": \"qu");
+        assert_eq!(s.next_frame(), None);
+        s.push(b"it\"}");
+        assert_eq!(
+            s.next_frame(),
+            Some(Frame::Value("{\"execute\": \"quit\"}".into()))
+        );
+    }
+}

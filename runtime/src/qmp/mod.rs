@@ -1,0 +1,4 @@
+//! The QMP monitor: wire codec, session state machine, server glue.
+
+pub mod codec;
+pub mod session;
