@@ -17,6 +17,7 @@ pub use error::{ErrorClass, QmpError};
 pub use event::{Event, Timestamp, event_message};
 pub use union::{empty_rest, put, put_flat, put_opt, rest, take, take_opt};
 
+use serde::Deserialize as _;
 use serde_json::{Map, Value};
 
 /// What the generated descriptor table says about each command (also the
@@ -44,16 +45,41 @@ pub fn from_args<T: serde::de::DeserializeOwned>(args: Map<String, Value>) -> Re
     })
 }
 
+/// Joins member paths as `serde_path_to_error` writes them (`.` or `""`
+/// for the top level, `a.b`, `a[0]`).
+pub(crate) fn join_path(outer: &str, inner: &str) -> String {
+    let outer = if outer == "." { "" } else { outer };
+    let inner = if inner == "." { "" } else { inner };
+    let dot = !outer.is_empty() && !inner.is_empty() && !inner.starts_with('[');
+    format!("{outer}{}{inner}", if dot { "." } else { "" })
+}
+
+/// Splits `path: message`, the form of errors from hand-rolled impls
+/// (unions, alternates), into the member path and the message. serde's
+/// own messages never start that way: their text before `: ` has spaces
+/// (`invalid type: ...`) or there is none.
+fn split_member_path(msg: &str) -> Option<(&str, &str)> {
+    let (path, rest) = msg.split_once(": ")?;
+    let is_path = !path.is_empty()
+        && !path.starts_with(['.', '['])
+        && path
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.+[]".contains(c));
+    is_path.then_some((path, rest))
+}
+
 /// Rewrites serde's wording into QEMU's ("Parameter 'x' is missing", ...),
 /// keeping the member path.
 fn describe_decode_error(path: &str, msg: &str) -> String {
-    let join = |member: &str| {
-        if path.is_empty() || path == "." {
-            member.to_string()
-        } else {
-            format!("{path}.{member}")
-        }
-    };
+    // The part of the path below a union or alternate is in the message.
+    let mut path = join_path(path, "");
+    let mut msg = msg;
+    while let Some((inner, rest)) = split_member_path(msg) {
+        path = join_path(&path, inner);
+        msg = rest;
+    }
+    let path = path.as_str();
+    let join = |member: &str| join_path(path, member);
     let quoted = |m: &str| m.split('`').nth(1).map(str::to_string);
     if let Some(rest) = msg.strip_prefix("missing field ") {
         let member = quoted(rest).unwrap_or_default();
@@ -61,7 +87,7 @@ fn describe_decode_error(path: &str, msg: &str) -> String {
     }
     if let Some(rest) = msg.strip_prefix("unknown field ") {
         // The path already ends with the unknown member.
-        let member = if path.is_empty() || path == "." {
+        let member = if path.is_empty() {
             quoted(rest).unwrap_or_default()
         } else {
             path.to_string()
@@ -83,7 +109,7 @@ fn describe_decode_error(path: &str, msg: &str) -> String {
         let expected = msg.split(", expected ").nth(1).unwrap_or("integer");
         return format!("Parameter '{path}' expects {}", qemu_type_word(expected));
     }
-    if path.is_empty() || path == "." {
+    if path.is_empty() {
         msg.to_string()
     } else {
         format!("Parameter '{path}': {msg}")
@@ -117,7 +143,34 @@ pub fn json_kind(v: &Value) -> &'static str {
 
 /// Decodes an alternate's branch from an already-classified value.
 pub fn from_value<T: serde::de::DeserializeOwned, E: serde::de::Error>(v: Value) -> Result<T, E> {
-    serde_json::from_value(v).map_err(E::custom)
+    union::decode_member("", v)
+}
+
+/// Decodes an optional member that is present (serde's
+/// `deserialize_with`; absence is the field's `default`): `Some` of its
+/// value. Unlike serde's own `Option`, `null` is not taken as absent: it
+/// is a value of `any` or of an alternate with a `null` branch, and an
+/// error for other types, as in QEMU.
+pub fn present<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    T::deserialize(deserializer).map(Some)
+}
+
+/// Decodes an enumeration value: a string, one of `values`, which
+/// `from_name` turns into the Rust value.
+pub fn enum_value<'de, D, T>(
+    deserializer: D,
+    values: &'static [&'static str],
+    from_name: impl FnOnce(&str) -> Option<T>,
+) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let name = String::deserialize(deserializer)?;
+    from_name(&name).ok_or_else(|| serde::de::Error::unknown_variant(&name, values))
 }
 
 /// A command without arguments: `arguments` must be empty.
@@ -180,5 +233,48 @@ mod tests {
             err(serde_json::json!({"node-name": "a", "size": 300})),
             "Parameter 'size' expects integer"
         );
+    }
+
+    #[test]
+    fn member_paths_below_hand_rolled_impls() {
+        assert_eq!(join_path(".", ""), "");
+        assert_eq!(join_path("a", "."), "a");
+        assert_eq!(join_path("a", "b.c"), "a.b.c");
+        assert_eq!(join_path("a", "[2].b"), "a[2].b");
+        assert_eq!(
+            split_member_path("file.driver: unknown variant `x`"),
+            Some(("file.driver", "unknown variant `x`"))
+        );
+        assert_eq!(split_member_path("invalid type: null, expected u8"), None);
+        assert_eq!(split_member_path("missing field `a`"), None);
+        assert_eq!(
+            describe_decode_error("opts", "file: driver: unknown variant `x`, expected `a`"),
+            "Parameter 'opts.file.driver' does not accept value 'x'"
+        );
+        assert_eq!(
+            describe_decode_error(".", "file: missing field `filename`"),
+            "Parameter 'file.filename' is missing"
+        );
+    }
+
+    #[test]
+    fn present_optional_members() {
+        #[derive(Debug, PartialEq, serde::Deserialize)]
+        struct Opt {
+            #[serde(default, deserialize_with = "present")]
+            v: Option<Value>,
+            #[serde(default, deserialize_with = "present")]
+            n: Option<u8>,
+        }
+        let opt = |v: Value| serde_json::from_value::<Opt>(v).map_err(|e| e.to_string());
+        assert_eq!(opt(serde_json::json!({})), Ok(Opt { v: None, n: None }));
+        assert_eq!(
+            opt(serde_json::json!({"v": null, "n": 1})),
+            Ok(Opt {
+                v: Some(Value::Null),
+                n: Some(1)
+            })
+        );
+        assert!(opt(serde_json::json!({"n": null})).is_err());
     }
 }

@@ -4,13 +4,33 @@
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
+/// Decodes `v`, which is member `key` (`""`: the value itself) of what
+/// is being decoded. Hand-rolled impls decode through a `Value`, where
+/// `serde_path_to_error` in [`crate::from_args`] cannot follow, so the
+/// error message starts with the member path it is about: `key.inner:
+/// message` (see [`crate::split_member_path`]).
+pub(crate) fn decode_member<T: DeserializeOwned, E: serde::de::Error>(
+    key: &str,
+    v: Value,
+) -> Result<T, E> {
+    serde_path_to_error::deserialize(v).map_err(|e| {
+        let path = crate::join_path(key, &e.path().to_string());
+        let msg = e.into_inner();
+        if path.is_empty() {
+            E::custom(msg)
+        } else {
+            E::custom(format_args!("{path}: {msg}"))
+        }
+    })
+}
+
 /// Removes and decodes a required member.
 pub fn take<T: DeserializeOwned, E: serde::de::Error>(
     map: &mut Map<String, Value>,
     key: &'static str,
 ) -> Result<T, E> {
     match map.remove(key) {
-        Some(v) => serde_json::from_value(v).map_err(|e| E::custom(format_args!("{key}: {e}"))),
+        Some(v) => decode_member(key, v),
         None => Err(E::missing_field(key)),
     }
 }
@@ -21,16 +41,14 @@ pub fn take_opt<T: DeserializeOwned, E: serde::de::Error>(
     key: &'static str,
 ) -> Result<Option<T>, E> {
     match map.remove(key) {
-        Some(v) => serde_json::from_value(v)
-            .map(Some)
-            .map_err(|e| E::custom(format_args!("{key}: {e}"))),
+        Some(v) => decode_member(key, v).map(Some),
         None => Ok(None),
     }
 }
 
 /// Decodes the remaining members as the branch type.
 pub fn rest<T: DeserializeOwned, E: serde::de::Error>(map: Map<String, Value>) -> Result<T, E> {
-    serde_json::from_value(Value::Object(map)).map_err(E::custom)
+    decode_member("", Value::Object(map))
 }
 
 /// A branch without members: nothing may remain.

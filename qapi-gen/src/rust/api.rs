@@ -89,8 +89,11 @@ fn emit_dispatch(g: &Gen<'_>, w: &mut Writer, commands: &[(&crate::model::Entity
     w.open(&format!(
         "pub async fn dispatch<H: Commands>(handler: &H, name: &str, args: {MAP}) -> ::core::result::Result<::qapi_rt::serde_json::Value, ::qapi_rt::QmpError> {{"
     ));
+    // Neither is used when conditions leave no command.
     w.line("#[allow(unused_variables)]");
-    w.line("let args = args;");
+    w.line("let (handler, args) = (handler, args);");
+    // Only the fallback arm is left when conditions leave no command.
+    w.line("#[allow(clippy::match_single_binding)]");
     w.open("match name {");
     for (e, c) in commands {
         w.cfg(&g.cfg(&e.ifcond));
@@ -150,6 +153,8 @@ fn emit_features_vec(g: &Gen<'_>, w: &mut Writer, var: &str, features: &[crate::
 fn emit_descriptors(g: &Gen<'_>, w: &mut Writer, commands: &[(&crate::model::Entity, &Command)]) {
     w.line("/// Every command of this build with its flags (also what");
     w.line("/// `query-commands` lists).");
+    // Lists are built by `push`es so that each item can carry its `#[cfg]`.
+    w.line("#[allow(clippy::vec_init_then_push)]");
     w.open("pub fn commands() -> ::std::vec::Vec<::qapi_rt::CommandInfo> {");
     w.line("#[allow(unused_mut)]");
     w.line("let mut v = ::std::vec::Vec::new();");
@@ -227,6 +232,7 @@ fn literal(n: &Node) -> String {
 fn emit_introspection(g: &Gen<'_>, w: &mut Writer) {
     let entries = introspect::entries(g.schema);
     w.line("/// The answer to `query-qmp-schema` for this build, built once.");
+    w.line("#[allow(clippy::vec_init_then_push)]");
     w.open("pub fn qmp_schema() -> &'static ::qapi_rt::serde_json::Value {");
     w.line("static SCHEMA: ::std::sync::OnceLock<::qapi_rt::serde_json::Value> = ::std::sync::OnceLock::new();");
     w.open("SCHEMA.get_or_init(|| {");

@@ -4,7 +4,8 @@
 //!
 //! Code is written as text, already laid out the way rustfmt would, so that
 //! generating QEMU's whole schema stays in the tens of milliseconds. Tests
-//! compile the output (see `tests/codegen.rs`).
+//! compile the output and check how it behaves (the `codegen-tests`
+//! crate); `tests/codegen_snapshots.rs` snapshots it.
 
 mod api;
 mod cfg;

@@ -169,8 +169,11 @@ impl Gen<'_> {
         let mut text = doc.body().text.clone();
         for &i in &doc.sections {
             let s = &doc.store[i];
+            // A section whose text starts on the line after its tag (an
+            // indented list, typically) keeps it on a line of its own.
             let tag = match s.kind {
                 crate::doc::SectionKind::Plain => String::new(),
+                k if s.text.starts_with([' ', '\n']) => format!("{}:\n", k.dump_name()),
                 k => format!("{}: ", k.dump_name()),
             };
             text.push_str(&format!("\n\n{tag}{}", s.text));
@@ -225,7 +228,11 @@ fn emit_fields(
             serde.push(format!("rename = \"{}\"", m.name));
         }
         if m.optional {
-            serde.push("default, skip_serializing_if = \"::std::option::Option::is_none\"".into());
+            // Absent is `None`; a present `null` is a value (of `any`, or
+            // of an alternate with a `null` branch) or an error, as in QEMU.
+            serde.push(
+                "default, deserialize_with = \"::qapi_rt::present\", skip_serializing_if = \"::std::option::Option::is_none\"".into(),
+            );
         }
         if serde_attrs && !serde.is_empty() {
             w.line(&format!("#[serde({})]", serde.join(", ")));
@@ -277,7 +284,9 @@ fn emit_enum(
     g.write_doc(w, e);
     let ecfg = g.cfg(&e.ifcond);
     w.cfg(&ecfg);
-    w.line("#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, ::qapi_rt::serde::Serialize, ::qapi_rt::serde::Deserialize)]");
+    // Deserialize is hand-rolled: serde's derive would also accept
+    // `{"value": null}` for a value.
+    w.line("#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, ::qapi_rt::serde::Serialize)]");
     w.line(SERDE_ATTR);
     w.open(&format!("pub enum {name} {{"));
     for (m, v) in members.iter().zip(&variants) {
@@ -304,6 +313,41 @@ fn emit_enum(
         w.line(&format!("Self::{v} => \"{}\",", m.name));
     }
     w.close("}");
+    w.close("}");
+    w.blank();
+    w.line("/// The values of this build on the wire, in schema order.");
+    w.open("pub const VALUES: &'static [&'static str] = &[");
+    for m in members {
+        w.cfg(&g.cfg(&m.ifcond));
+        w.line(&format!("\"{}\",", m.name));
+    }
+    w.close("];");
+    w.blank();
+    w.line("/// The value named `name` on the wire.");
+    w.open("pub fn from_name(name: &str) -> ::core::option::Option<Self> {");
+    if members.iter().all(|m| m.ifcond.is_present()) {
+        // Only the fallback arm is left when conditions leave no value.
+        w.line("#[allow(clippy::match_single_binding)]");
+    }
+    w.open("match name {");
+    for (m, v) in members.iter().zip(&variants) {
+        w.cfg(&g.cfg(&m.ifcond));
+        w.line(&format!(
+            "\"{}\" => ::core::option::Option::Some(Self::{v}),",
+            m.name
+        ));
+    }
+    w.line("_ => ::core::option::Option::None,");
+    w.close("}");
+    w.close("}");
+    w.close("}");
+    w.blank();
+    w.cfg(&ecfg);
+    w.open(&format!(
+        "impl<'de> ::qapi_rt::serde::Deserialize<'de> for {name} {{"
+    ));
+    w.open("fn deserialize<D: ::qapi_rt::serde::Deserializer<'de>>(deserializer: D) -> ::core::result::Result<Self, D::Error> {");
+    w.line("::qapi_rt::enum_value(deserializer, Self::VALUES, Self::from_name)");
     w.close("}");
     w.close("}");
     w.blank();
@@ -353,6 +397,8 @@ fn emit_union(g: &Gen<'_>, w: &mut Writer, id: EntityId, e: &Entity, o: &ObjectT
     };
     let ecfg = g.cfg(&e.ifcond);
     let tag_field = snake(&tag.name);
+    // Whether conditions can leave the branch enum empty.
+    let all_conditional = b.variants.iter().all(|v| v.ifcond.is_present());
 
     g.write_doc(w, e);
     w.cfg(&ecfg);
@@ -382,7 +428,10 @@ fn emit_union(g: &Gen<'_>, w: &mut Writer, id: EntityId, e: &Entity, o: &ObjectT
     w.close("}");
     w.blank();
 
-    // The tag is implied by the branch.
+    // The tag is implied by the branch. Branches are matched by place
+    // (`self.branch`, `ref` bindings), not through a reference: when
+    // conditions leave no branch, the enum is empty and only a place of
+    // an empty type may be matched without arms.
     w.cfg(&ecfg);
     w.open(&format!("impl {name} {{"));
     w.line(&format!(
@@ -390,7 +439,7 @@ fn emit_union(g: &Gen<'_>, w: &mut Writer, id: EntityId, e: &Entity, o: &ObjectT
         tag.name
     ));
     w.open(&format!("pub fn {}(&self) -> {tag_enum} {{", tag_field));
-    w.open("match &self.branch {");
+    w.open("match self.branch {");
     for v in &b.variants {
         w.cfg(&g.cfg(&v.ifcond));
         let vn = variant_of(&v.name);
@@ -410,6 +459,10 @@ fn emit_union(g: &Gen<'_>, w: &mut Writer, id: EntityId, e: &Entity, o: &ObjectT
     // branch's members, all in one object.
     w.cfg(&ecfg);
     w.open(&format!("impl ::qapi_rt::serde::Serialize for {name} {{"));
+    // When conditions can leave no branch, the branch match diverges.
+    if all_conditional {
+        w.line("#[allow(unreachable_code, unused_variables)]");
+    }
     w.open("fn serialize<S: ::qapi_rt::serde::Serializer>(&self, serializer: S) -> ::core::result::Result<S::Ok, S::Error> {");
     w.line("let mut map = ::qapi_rt::serde_json::Map::new();");
     for m in &o.members {
@@ -433,13 +486,13 @@ fn emit_union(g: &Gen<'_>, w: &mut Writer, id: EntityId, e: &Entity, o: &ObjectT
             ));
         }
     }
-    w.open("match &self.branch {");
+    w.open("match self.branch {");
     for v in &b.variants {
         w.cfg(&g.cfg(&v.ifcond));
         let vn = variant_of(&v.name);
         if branch_payload(g, id, v).is_some() {
             w.line(&format!(
-                "{branch_name}::{vn}(v) => ::qapi_rt::put_flat(&mut map, v)?,"
+                "{branch_name}::{vn}(ref v) => ::qapi_rt::put_flat(&mut map, v)?,"
             ));
         } else {
             w.line(&format!("{branch_name}::{vn} => {{}}"));
@@ -456,6 +509,11 @@ fn emit_union(g: &Gen<'_>, w: &mut Writer, id: EntityId, e: &Entity, o: &ObjectT
     w.open(&format!(
         "impl<'de> ::qapi_rt::serde::Deserialize<'de> for {name} {{"
     ));
+    // With no branch compiled in, every tag is an error and what follows
+    // the match is unreachable.
+    if all_conditional {
+        w.line("#[allow(unreachable_code, unused_variables)]");
+    }
     w.open("fn deserialize<D: ::qapi_rt::serde::Deserializer<'de>>(deserializer: D) -> ::core::result::Result<Self, D::Error> {");
     w.line("#[allow(unused_mut)]");
     w.line("let mut map: ::qapi_rt::serde_json::Map<::std::string::String, ::qapi_rt::serde_json::Value> = ::qapi_rt::serde::Deserialize::deserialize(deserializer)?;");
@@ -550,12 +608,17 @@ fn emit_alternate(g: &Gen<'_>, w: &mut Writer, id: EntityId, e: &Entity, a: &Var
 
     w.cfg(&ecfg);
     w.open(&format!("impl ::qapi_rt::serde::Serialize for {name} {{"));
+    // Matched by place, so that an alternate that conditions leave
+    // without branches still compiles (`serializer` is unused then).
+    if a.variants.iter().all(|v| v.ifcond.is_present()) {
+        w.line("#[allow(unused_variables)]");
+    }
     w.open("fn serialize<S: ::qapi_rt::serde::Serializer>(&self, serializer: S) -> ::core::result::Result<S::Ok, S::Error> {");
-    w.open("match self {");
+    w.open("match *self {");
     for v in &a.variants {
         w.cfg(&g.cfg(&v.ifcond));
         w.line(&format!(
-            "Self::{}(v) => ::qapi_rt::serde::Serialize::serialize(v, serializer),",
+            "Self::{}(ref v) => ::qapi_rt::serde::Serialize::serialize(v, serializer),",
             camel(&v.name)
         ));
     }
