@@ -52,7 +52,10 @@ pub struct Parsed {
 
 /// Reads `name` and everything it includes.
 /// On failure, also the files read so far (for rebuild tracking).
-pub fn parse_schema(name: &str, doc_opts: DocOptions) -> Result<Parsed, (Diagnostic, Vec<PathBuf>)> {
+pub fn parse_schema(
+    name: &str,
+    doc_opts: DocOptions,
+) -> Result<Parsed, (Diagnostic, Vec<PathBuf>)> {
     let mut parser = SchemaParser {
         out: Parsed::default(),
         included: HashSet::new(),

@@ -12,10 +12,12 @@ pub use serde_json;
 mod error;
 mod event;
 mod union;
+mod wire;
 
 pub use error::{ErrorClass, QmpError};
 pub use event::{Event, Timestamp, event_message};
 pub use union::{empty_rest, put, put_flat, put_opt, rest, take, take_opt};
+pub use wire::{qmp_message, write_qmp_json};
 
 use serde::Deserialize as _;
 use serde_json::{Map, Value};

@@ -1,6 +1,6 @@
 //! Rust names for QAPI names.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use crate::model::{EntityId, EntityKind};
 use crate::schema::Schema;
@@ -73,24 +73,44 @@ pub struct TypeNames {
     names: HashMap<EntityId, String>,
 }
 
+/// Names the generated API itself uses in the type namespace, and Rust's
+/// own `Self`: a schema type with one of these names gets a suffix.
+const RESERVED: &[&str] = &["Commands", "Self"];
+
 impl TypeNames {
     pub fn new(schema: &Schema) -> Self {
         let mut names = HashMap::new();
-        let mut taken: HashMap<String, EntityId> = HashMap::new();
-        for (id, e) in schema.definitions() {
-            let base = match &e.kind {
-                EntityKind::Builtin { .. } | EntityKind::Array { .. } | EntityKind::Command(_) => {
+        let mut taken: HashSet<String> = RESERVED.iter().map(|s| s.to_string()).collect();
+        let candidates: Vec<(EntityId, bool, String)> = schema
+            .definitions()
+            .filter_map(|(id, e)| {
+                let name = match &e.kind {
+                    EntityKind::Builtin { .. }
+                    | EntityKind::Array { .. }
+                    | EntityKind::Command(_) => {
+                        return None;
+                    }
+                    EntityKind::Event(_) => format!("{}Event", camel(&e.name)),
+                    _ => implicit_name(schema, &e.name),
+                };
+                let user_defined = e.info.is_some() && !e.is_implicit();
+                Some((id, user_defined, name))
+            })
+            .collect();
+        // Types written in the schema keep their own names; implicit types
+        // (argument structs, bases, events) give way on a clash.
+        for pass_user in [true, false] {
+            for (id, user, base) in &candidates {
+                if *user != pass_user {
                     continue;
                 }
-                EntityKind::Event(_) => format!("{}Event", camel(&e.name)),
-                _ => implicit_name(schema, &e.name),
-            };
-            let mut name = base.clone();
-            while taken.contains_key(&name) {
-                name.push_str("Qapi");
+                let mut name = base.clone();
+                while taken.contains(&name) {
+                    name.push_str("Qapi");
+                }
+                taken.insert(name.clone());
+                names.insert(*id, name);
             }
-            taken.insert(name.clone(), id);
-            names.insert(id, name);
         }
         TypeNames { names }
     }
