@@ -154,8 +154,8 @@ mod enums {
         assert_eq!(round_trip::<Resolution>(json!("pal")), Resolution::Pal);
         reject::<Resolution>(json!("8k"));
         assert_eq!(Resolution::VALUES, ["720p", "1080p", "4k", "pal", "cga"]);
-        assert!(ok::enums::EmptyQapi::VALUES.is_empty());
-        reject::<ok::enums::EmptyQapi>(json!("anything"));
+        assert!(ok::enums::Empty::VALUES.is_empty());
+        reject::<ok::enums::Empty>(json!("anything"));
     }
 }
 
