@@ -17,7 +17,7 @@ mod wire;
 pub use error::{ErrorClass, QmpError};
 pub use event::{Event, Timestamp, event_message};
 pub use union::{empty_rest, put, put_flat, put_opt, rest, take, take_opt};
-pub use wire::{qmp_message, write_qmp_json};
+pub use wire::{qmp_message, write_qmp_json, write_qmp_json_pretty};
 
 use serde::Deserialize as _;
 use serde_json::{Map, Value};
