@@ -18,7 +18,9 @@ pub struct CondMap {
 
 impl Default for CondMap {
     /// The storage daemon's mapping: the export backends are cargo
-    /// features, platform conditions are target checks.
+    /// features (`fuse`, `vhost-user-blk`, `vduse`, `io-uring`), platform
+    /// conditions are target checks (`CONFIG_LINUX`, `CONFIG_POSIX`,
+    /// `CONFIG_WIN32`, `HAVE_IPPROTO_MPTCP`).
     fn default() -> Self {
         let mut m = CondMap::features_only();
         m.set("CONFIG_FUSE", "feature = \"fuse\"");
@@ -28,6 +30,11 @@ impl Default for CondMap {
         );
         m.set("CONFIG_VDUSE_BLK_EXPORT", "feature = \"vduse\"");
         m.set("CONFIG_LINUX", "target_os = \"linux\"");
+        m.set(
+            "CONFIG_LINUX_IO_URING",
+            "all(target_os = \"linux\", feature = \"io-uring\")",
+        );
+        m.set("HAVE_IPPROTO_MPTCP", "target_os = \"linux\"");
         m.set("CONFIG_POSIX", "unix");
         m.set("CONFIG_WIN32", "windows");
         m

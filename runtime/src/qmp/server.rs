@@ -1,0 +1,261 @@
+//! Glue between sockets and QMP sessions: listeners from chardev specs,
+//! one task per connection, events to every negotiated monitor.
+
+use std::future::Future;
+use std::io;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use qapi_rt::{CommandInfo, QmpError};
+use serde_json::{Map, Value};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{broadcast, watch};
+
+use super::codec::Splitter;
+use super::session::{Action, Session, error_reply, return_reply};
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What a monitor serves: the greeting, the command table and execution.
+pub trait Backend: Send + Sync + 'static {
+    fn greeting(&self) -> Value;
+    fn command(&self, name: &str) -> Option<&CommandInfo>;
+    fn execute(
+        &self,
+        name: String,
+        args: Map<String, Value>,
+    ) -> BoxFuture<'_, Result<Value, QmpError>>;
+}
+
+/// Where a monitor listens (a `--chardev socket` with `server=on`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListenAddress {
+    Unix(PathBuf),
+    Tcp {
+        host: String,
+        port: String,
+    },
+    /// An already listening socket inherited from the parent.
+    Fd(i32),
+}
+
+/// The events channel: every monitor subscribes; only negotiated ones
+/// forward what they receive.
+#[derive(Clone)]
+pub struct Events {
+    tx: broadcast::Sender<Arc<Value>>,
+}
+
+impl Default for Events {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Events {
+    pub fn new() -> Self {
+        // Generous: a client that stops reading loses events only after
+        // this many, and is told nothing else goes wrong.
+        let (tx, _) = broadcast::channel(4096);
+        Events { tx }
+    }
+
+    /// Sends an event message (`{"event", "data", "timestamp"}`).
+    pub fn emit(&self, message: Value) {
+        let _ = self.tx.send(Arc::new(message));
+    }
+
+    pub fn emit_event<E: qapi_rt::Event>(&self, event: &E) {
+        self.emit(qapi_rt::event_message(event, qapi_rt::Timestamp::now()));
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<Arc<Value>> {
+        self.tx.subscribe()
+    }
+}
+
+/// A bound listening socket.
+pub enum Listener {
+    Unix(tokio::net::UnixListener, PathBuf),
+    Tcp(tokio::net::TcpListener),
+}
+
+impl Listener {
+    /// Binds (or adopts) the address. Must run inside the tokio runtime.
+    pub fn bind(addr: &ListenAddress) -> io::Result<Listener> {
+        match addr {
+            ListenAddress::Unix(path) => {
+                // QEMU replaces a stale socket file.
+                if std::fs::symlink_metadata(path).is_ok_and(|m| {
+                    use std::os::unix::fs::FileTypeExt;
+                    m.file_type().is_socket()
+                }) {
+                    let _ = std::fs::remove_file(path);
+                }
+                Ok(Listener::Unix(
+                    tokio::net::UnixListener::bind(path)?,
+                    path.clone(),
+                ))
+            }
+            ListenAddress::Tcp { host, port } => {
+                let host = host.trim_start_matches('[').trim_end_matches(']');
+                let addrs: Vec<std::net::SocketAddr> = std::net::ToSocketAddrs::to_socket_addrs(
+                    &(host, port.parse::<u16>().map_err(invalid)?),
+                )?
+                .collect();
+                let addr = addrs.first().ok_or_else(|| invalid("no address"))?;
+                let std = std::net::TcpListener::bind(addr)?;
+                std.set_nonblocking(true)?;
+                Ok(Listener::Tcp(tokio::net::TcpListener::from_std(std)?))
+            }
+            ListenAddress::Fd(fd) => {
+                use std::os::fd::FromRawFd;
+                // SAFETY: the fd was handed to us on the command line as a
+                // listening socket we now own.
+                let std = unsafe { std::os::unix::net::UnixListener::from_raw_fd(*fd) };
+                std.set_nonblocking(true)?;
+                // An inherited fd may be a TCP socket: tokio's UnixListener
+                // accepts on either family for our purposes.
+                Ok(Listener::Unix(
+                    tokio::net::UnixListener::from_std(std)?,
+                    PathBuf::new(),
+                ))
+            }
+        }
+    }
+
+    /// Removes the socket file of a unix listener.
+    pub fn cleanup(&self) {
+        if let Listener::Unix(_, path) = self
+            && !path.as_os_str().is_empty()
+        {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+fn invalid(e: impl ToString) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, e.to_string())
+}
+
+/// Accepts monitor connections until `stop` turns true.
+pub async fn serve(
+    listener: Listener,
+    backend: Arc<dyn Backend>,
+    events: Events,
+    pretty: bool,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = stop.changed() => break,
+            conn = accept(&listener) => match conn {
+                Ok(Conn::Unix(s)) => {
+                    tokio::spawn(connection(s, backend.clone(), events.clone(), pretty, stop.clone()));
+                }
+                Ok(Conn::Tcp(s)) => {
+                    let _ = s.set_nodelay(true);
+                    tokio::spawn(connection(s, backend.clone(), events.clone(), pretty, stop.clone()));
+                }
+                // Out of descriptors and the like: keep serving.
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
+            },
+        }
+    }
+    listener.cleanup();
+}
+
+enum Conn {
+    Unix(tokio::net::UnixStream),
+    Tcp(tokio::net::TcpStream),
+}
+
+async fn accept(l: &Listener) -> io::Result<Conn> {
+    match l {
+        Listener::Unix(u, _) => u.accept().await.map(|(s, _)| Conn::Unix(s)),
+        Listener::Tcp(t) => t.accept().await.map(|(s, _)| Conn::Tcp(s)),
+    }
+}
+
+/// Writes messages to one client.
+struct Out<W> {
+    w: W,
+    pretty: bool,
+}
+
+impl<W: AsyncWrite + Unpin> Out<W> {
+    async fn send(&mut self, v: &Value) -> io::Result<()> {
+        self.w
+            .write_all(qapi_rt::qmp_message(v, self.pretty).as_bytes())
+            .await
+    }
+}
+
+/// One monitor connection: greeting, then requests in order. Events that
+/// arrive while a command runs go out before its reply, as in QEMU where
+/// both are queued on the monitor in the order they happen.
+async fn connection<S: AsyncRead + AsyncWrite + Unpin + Send>(
+    stream: S,
+    backend: Arc<dyn Backend>,
+    events: Events,
+    pretty: bool,
+    mut stop: watch::Receiver<bool>,
+) {
+    let (mut rd, wr) = tokio::io::split(stream);
+    let mut out = Out { w: wr, pretty };
+    let mut ev = events.subscribe();
+    if out.send(&backend.greeting()).await.is_err() {
+        return;
+    }
+    let mut session = Session::new();
+    let mut splitter = Splitter::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        tokio::select! {
+            _ = stop.changed() => break,
+            msg = ev.recv() => match msg {
+                Ok(m) if session.negotiated() => {
+                    if out.send(&m).await.is_err() {
+                        break;
+                    }
+                }
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => break,
+            },
+            n = rd.read(&mut buf) => {
+                let n = match n {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                splitter.push(&buf[..n]);
+                while let Some(frame) = splitter.next_frame() {
+                    let action = session.on_frame(frame, |name| backend.command(name));
+                    let reply = match action {
+                        Action::Reply(v) => Some(v),
+                        Action::Negotiated(id) => Some(return_reply(Value::Object(Map::new()), id.as_ref())),
+                        Action::Execute(e) => {
+                            let result = backend.execute(e.name, e.args).await;
+                            // Events raised by the command precede its reply.
+                            while let Ok(m) = ev.try_recv() {
+                                if out.send(&m).await.is_err() {
+                                    return;
+                                }
+                            }
+                            match result {
+                                Ok(ret) if e.reply => Some(return_reply(ret, e.id.as_ref())),
+                                Ok(_) => None,
+                                Err(err) => Some(error_reply(&err, e.id.as_ref())),
+                            }
+                        }
+                    };
+                    if let Some(r) = reply
+                        && out.send(&r).await.is_err()
+                    {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
