@@ -1,0 +1,115 @@
+//! `null-co` and `null-aio`: a node that stores nothing. Reads leave the
+//! buffer as it is unless `read-zeroes` (QEMU 10.0's default is off);
+//! writes succeed; every request waits `latency-ns` first.
+
+use std::io;
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+use super::node::{Driver, DriverInfo};
+use super::{BlockStatus, BufResult, IoBuf, NullOptions};
+
+pub(crate) struct NullDriver {
+    name: &'static str,
+    size: u64,
+    read_zeroes: bool,
+    latency: Option<Duration>,
+    /// The options as given: they decide the filename.
+    opts: NullOptions,
+}
+
+impl NullDriver {
+    pub(crate) fn new(aio: bool, opts: NullOptions) -> Self {
+        NullDriver {
+            name: if aio { "null-aio" } else { "null-co" },
+            size: opts.size.unwrap_or(1 << 30),
+            read_zeroes: opts.read_zeroes.unwrap_or(false),
+            latency: opts
+                .latency_ns
+                .filter(|&ns| ns > 0)
+                .map(Duration::from_nanos),
+            opts,
+        }
+    }
+
+    async fn delay(&self) {
+        if let Some(d) = self.latency {
+            tokio::time::sleep(d).await;
+        }
+    }
+}
+
+impl Driver for NullDriver {
+    fn size(&self) -> u64 {
+        // QEMU counts whole sectors.
+        self.size.div_ceil(512) * 512
+    }
+
+    async fn read(&self, _offset: u64, mut buf: IoBuf) -> BufResult {
+        self.delay().await;
+        if self.read_zeroes {
+            buf.fill(0);
+        }
+        (Ok(()), buf)
+    }
+
+    async fn write(&self, _offset: u64, buf: IoBuf, _fua: bool) -> BufResult {
+        self.delay().await;
+        (Ok(()), buf)
+    }
+
+    async fn flush(&self) -> io::Result<()> {
+        self.delay().await;
+        Ok(())
+    }
+
+    async fn discard(&self, _offset: u64, _len: u64) -> io::Result<()> {
+        Ok(())
+    }
+
+    async fn write_zeroes(&self, _offset: u64, _len: u64, _may_unmap: bool) -> io::Result<()> {
+        self.delay().await;
+        Ok(())
+    }
+
+    async fn block_status(&self, _offset: u64, len: u64) -> io::Result<BlockStatus> {
+        Ok(BlockStatus {
+            len,
+            data: false,
+            zero: self.read_zeroes,
+            allocated: self.read_zeroes,
+        })
+    }
+
+    async fn resize(&self, _size: u64) -> io::Result<()> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "Image format driver does not support resize",
+        ))
+    }
+
+    fn info(&self) -> DriverInfo {
+        // Strong options: size and read-zeroes, when given.
+        let mut opts = Map::new();
+        opts.insert("driver".into(), Value::from(self.name));
+        let mut strong = false;
+        if let Some(s) = self.opts.size {
+            opts.insert("size".into(), Value::from(s));
+            strong = true;
+        }
+        if let Some(z) = self.opts.read_zeroes {
+            opts.insert("read-zeroes".into(), Value::from(z));
+            strong = true;
+        }
+        DriverInfo {
+            driver: self.name,
+            exact_filename: (!strong).then(|| format!("{}://", self.name)),
+            full_open_options: opts,
+            actual_size: Some(0),
+            dirty_flag: None,
+            format_specific: None,
+            request_alignment: 1,
+        }
+    }
+}
