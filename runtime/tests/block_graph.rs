@@ -48,6 +48,16 @@ fn node_names_follow_qemu() {
     );
     g.add(&null(&"a".repeat(31), NullOptions::default()))
         .unwrap();
+    // The parent is named after its children, so a clash with an inline
+    // child's name is the parent's error, and the child goes away.
+    let kid = BlockdevOptions::new(DriverOptions::NullCo(NullOptions::default())).named("x");
+    assert_eq!(
+        g.add(&raw("x", inline(kid), None, None))
+            .unwrap_err()
+            .desc(),
+        "Duplicate nodes with node-name='x'"
+    );
+    assert!(!g.names().contains(&"x".to_owned()));
     g.add(&null("a-b.c_d", NullOptions::default())).unwrap();
 
     // Inline children get QEMU's generated names: "#block", a counter, and

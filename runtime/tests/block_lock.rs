@@ -9,10 +9,19 @@ mod block_util;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::process::Command;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use block_util::*;
 use storage_runtime::block::{BlockGraph, DriverOptions, OnOffAuto, Perms};
+
+/// The tests here run one at a time: a qemu-img child forked by one test
+/// briefly shares the other tests' open files (until its exec), and with
+/// them their OFD locks.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 fn qemu_img(args: &[&str]) -> (bool, String) {
     let out = Command::new("qemu-img")
@@ -46,6 +55,7 @@ fn lock_ranges(path: &str) -> Vec<(u64, u64)> {
 
 #[test]
 fn writable_user_takes_qsds_locks_and_qemu_img_resize_is_refused() {
+    let _serial = serial();
     if !have("qemu-img") {
         eprintln!("skipped: no qemu-img");
         return;
@@ -79,6 +89,7 @@ fn writable_user_takes_qsds_locks_and_qemu_img_resize_is_refused() {
 
 #[test]
 fn raw_window_and_locking_off() {
+    let _serial = serial();
     if !have("qemu-img") {
         eprintln!("skipped: no qemu-img");
         return;
@@ -112,6 +123,7 @@ fn raw_window_and_locking_off() {
 /// would have) that does not share writes: we may read, not write.
 #[test]
 fn foreign_locks_refuse_our_writers() {
+    let _serial = serial();
     let s = Scratch::new();
     let img = s.image("a.img", 1 << 20);
     let other = std::fs::File::open(&img).unwrap();

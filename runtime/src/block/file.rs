@@ -586,12 +586,12 @@ impl Driver for FileDriver {
 
     async fn write(&self, off: u64, buf: IoBuf, fua: bool) -> BufResult {
         let inner = &self.inner;
-        if buf.len() <= INLINE_MAX && !fua {
+        if buf.len() <= INLINE_MAX {
             if inner.inline {
-                let r = inner.write_blocking(off, &buf, false);
+                let r = inner.write_blocking(off, &buf, fua);
                 return (r, buf);
             }
-            if inner.nowait_write.load(Ordering::Relaxed) {
+            if !fua && inner.nowait_write.load(Ordering::Relaxed) {
                 match inner.pwrite_full(&buf, off, libc::RWF_NOWAIT) {
                     Ok(()) => return (Ok(()), buf),
                     Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => {}
@@ -611,6 +611,9 @@ impl Driver for FileDriver {
     async fn flush(&self) -> io::Result<()> {
         if self.inner.no_flush {
             return Ok(());
+        }
+        if self.inner.inline {
+            return self.inner.flush_blocking();
         }
         let inner = self.inner.clone();
         pool(move || inner.flush_blocking()).await?

@@ -333,13 +333,6 @@ impl Inner {
     }
 
     fn open(&mut self, opts: &BlockdevOptions, parent: Option<Inherited>) -> Result<String, Error> {
-        let name = match &opts.node_name {
-            Some(n) => {
-                self.check_name(n)?;
-                n.clone()
-            }
-            None => self.auto_name(),
-        };
         let inh = |own: Option<bool>, from: fn(&Inherited) -> bool| {
             own.or(parent.as_ref().map(from)).unwrap_or(false)
         };
@@ -430,6 +423,24 @@ impl Inner {
                     }
                 }
             }
+        };
+        // Like QEMU, the node gets its name after its children have theirs.
+        let name = match &opts.node_name {
+            Some(n) => match self.check_name(n) {
+                Ok(()) => n.clone(),
+                Err(e) => {
+                    let inline: Vec<String> = children
+                        .iter()
+                        .filter(|c| self.nodes.get(c.as_str()).is_some_and(|e| e.implicit))
+                        .cloned()
+                        .collect();
+                    for c in inline {
+                        self.delete(&c);
+                    }
+                    return Err(e);
+                }
+            },
+            None => self.auto_name(),
         };
         self.seq += 1;
         let entry = Entry {
