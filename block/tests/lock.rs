@@ -4,15 +4,15 @@
 //! another process holds conflicting locks.
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
-mod block_util;
+mod util;
 
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::process::Command;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use block_util::*;
-use storage_runtime::block::{BlockGraph, DriverOptions, OnOffAuto, Perms};
+use storage_block::{BlockGraph, DriverOptions, OnOffAuto, Perms};
+use util::*;
 
 /// The tests here run one at a time: a qemu-img child forked by one test
 /// briefly shares the other tests' open files (until its exec), and with

@@ -2,12 +2,12 @@
 //! option inheritance, resize.
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
-mod block_util;
+mod util;
 
 use std::sync::Arc;
 
-use block_util::*;
-use storage_runtime::block::{BlockGraph, IoBuf, NullOptions, Perms};
+use storage_block::{BlockGraph, IoBuf, NullOptions, Perms};
+use util::*;
 
 #[tokio::test]
 async fn window_maps_offsets_and_refuses_outside() {

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use storage_runtime::block::{
+use storage_block::{
     BlockdevOptions, BlockdevRef, DriverOptions, FileOptions, NullOptions, RawOptions,
 };
 

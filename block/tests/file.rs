@@ -2,14 +2,14 @@
 //! status, resize, O_DIRECT with unaligned requests, option errors.
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
-mod block_util;
+mod util;
 
 use std::sync::Arc;
 
-use block_util::*;
-use storage_runtime::block::{
+use storage_block::{
     BlockDevice, BlockGraph, BlockStatus, DetectZeroes, Discard, IoBuf, Perms, is_zero,
 };
+use util::*;
 
 fn pattern(len: usize, seed: u8) -> IoBuf {
     let mut b = IoBuf::with_len(len);
@@ -244,9 +244,7 @@ async fn open_errors_use_qemu_text() {
     );
     let img = s.image("a.img", 512);
     let mut o = file("f", &img);
-    o.driver = storage_runtime::block::DriverOptions::HostDevice(
-        storage_runtime::block::FileOptions::new(&img),
-    );
+    o.driver = storage_block::DriverOptions::HostDevice(storage_block::FileOptions::new(&img));
     assert_eq!(
         g.add(&o).unwrap_err().desc(),
         format!("'host_device' driver requires '{img}' to be either a character or block device")

@@ -3,16 +3,16 @@
 //! (fixtures/block/qsd-*.json, recorded by fixtures/block/record.py).
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
-mod block_util;
+mod util;
 
 use std::sync::Arc;
 
-use block_util::*;
 use serde_json::Value;
-use storage_runtime::block::{
+use storage_block::{
     Aio, BlockGraph, BlockdevOptions, DetectZeroes, Discard, DriverOptions, NullOptions, OnOffAuto,
     Perms,
 };
+use util::*;
 
 #[test]
 fn node_names_follow_qemu() {

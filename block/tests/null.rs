@@ -1,13 +1,13 @@
 //! `null-co` / `null-aio`: size, read-zeroes, latency, no resize.
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
-mod block_util;
+mod util;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use block_util::*;
-use storage_runtime::block::{BlockGraph, BlockdevOptions, DriverOptions, IoBuf, NullOptions};
+use storage_block::{BlockGraph, BlockdevOptions, DriverOptions, IoBuf, NullOptions};
+use util::*;
 
 #[tokio::test]
 async fn defaults_and_reads_leave_the_buffer() {
