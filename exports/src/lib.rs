@@ -1,1 +1,12 @@
-//! Export backends, each behind a cargo feature. Filled in by later work.
+//! Export backends and the registry that owns live exports.
+//!
+//! Every backend implements [`registry::Export`]; the registry does what is
+//! common to all of them (ids, node users, safe/hard removal, the
+//! `BLOCK_EXPORT_DELETED` moment) as QEMU's generic export layer does.
+
+pub mod registry;
+
+#[cfg(feature = "nbd")]
+pub mod nbd;
+
+pub use registry::{Export, ExportError, ExportRegistry};

@@ -5,6 +5,9 @@ pub use qmp_types as qapi;
 
 /// The block layer (its own crate, below the exports).
 pub use storage_block as block;
+mod convert;
+pub mod daemon;
+pub mod lifecycle;
 pub mod qmp;
 
 /// Entry point used by the `storage-daemon` binary; returns the exit code.

@@ -26,6 +26,8 @@ pub trait Backend: Send + Sync + 'static {
         name: String,
         args: Map<String, Value>,
     ) -> BoxFuture<'_, Result<Value, QmpError>>;
+    /// Called once a command's reply has been written (`quit` exits then).
+    fn reply_sent(&self, _name: &str) {}
 }
 
 /// Where a monitor listens (a `--chardev socket` with `server=on`).
@@ -235,6 +237,7 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin + Send>(
                         Action::Reply(v) => Some(v),
                         Action::Negotiated(id) => Some(return_reply(Value::Object(Map::new()), id.as_ref())),
                         Action::Execute(e) => {
+                            let name = e.name.clone();
                             let result = backend.execute(e.name, e.args).await;
                             // Events raised by the command precede its reply.
                             while let Ok(m) = ev.try_recv() {
@@ -242,11 +245,18 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin + Send>(
                                     return;
                                 }
                             }
-                            match result {
+                            let reply = match result {
                                 Ok(ret) if e.reply => Some(return_reply(ret, e.id.as_ref())),
                                 Ok(_) => None,
                                 Err(err) => Some(error_reply(&err, e.id.as_ref())),
+                            };
+                            if let Some(r) = reply
+                                && out.send(&r).await.is_err()
+                            {
+                                return;
                             }
+                            backend.reply_sent(&name);
+                            None
                         }
                     };
                     if let Some(r) = reply

@@ -1,0 +1,219 @@
+//! The export registry: `block-export-add`/`-del`, `query-block-exports`.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use qmp_types::{BlockExportInfo, BlockExportRemoveMode, BlockExportType};
+use storage_block::graph::NodeUser;
+
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// An error for the QMP reply (always `GenericError` in QEMU's export
+/// layer); `hint` is what QEMU appends for humans.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportError {
+    pub desc: String,
+}
+
+impl ExportError {
+    pub fn new(desc: impl Into<String>) -> Self {
+        ExportError { desc: desc.into() }
+    }
+}
+
+impl std::fmt::Display for ExportError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.desc)
+    }
+}
+
+impl std::error::Error for ExportError {}
+
+/// One live export of some protocol.
+pub trait Export: Send + Sync {
+    /// Clients currently using the export.
+    fn clients(&self) -> usize;
+    /// Stops accepting clients; `hard` also disconnects the current ones.
+    fn shutdown(&self, hard: bool);
+    /// Resolves when no client is left.
+    fn drained(self: Arc<Self>) -> BoxFuture<()>;
+}
+
+struct Entry {
+    id: String,
+    ty: BlockExportType,
+    node_name: String,
+    /// The name clients use (NBD export name), if the protocol has one.
+    name: Option<String>,
+    shutting_down: bool,
+    export: Arc<dyn Export>,
+    /// Holds the node (and its permissions) while the export lives.
+    _user: NodeUser,
+}
+
+/// Runs when an export is gone: its id and protocol-level name.
+type DeletedHook = Box<dyn Fn(&str, Option<&str>) + Send + Sync>;
+
+/// All live exports, newest first (QEMU's list order).
+pub struct ExportRegistry {
+    entries: Mutex<Vec<Entry>>,
+    on_deleted: DeletedHook,
+}
+
+impl ExportRegistry {
+    /// `on_deleted` runs when an export is gone (emit BLOCK_EXPORT_DELETED).
+    pub fn new(on_deleted: impl Fn(&str, Option<&str>) + Send + Sync + 'static) -> Arc<Self> {
+        Arc::new(ExportRegistry {
+            entries: Mutex::new(Vec::new()),
+            on_deleted: Box::new(on_deleted),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Vec<Entry>> {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Fails when `id` is taken (checked before anything is created).
+    pub fn check_id(&self, id: &str) -> Result<(), ExportError> {
+        if self.lock().iter().any(|e| e.id == id) {
+            return Err(ExportError::new(format!(
+                "Block export id '{id}' is already in use"
+            )));
+        }
+        Ok(())
+    }
+
+    pub fn contains(&self, id: &str) -> bool {
+        self.lock().iter().any(|e| e.id == id)
+    }
+
+    /// Registers a created export.
+    pub fn add(
+        &self,
+        id: &str,
+        ty: BlockExportType,
+        node_name: &str,
+        name: Option<String>,
+        export: Arc<dyn Export>,
+        user: NodeUser,
+    ) -> Result<(), ExportError> {
+        let mut entries = self.lock();
+        if entries.iter().any(|e| e.id == id) {
+            return Err(ExportError::new(format!(
+                "Block export id '{id}' is already in use"
+            )));
+        }
+        entries.insert(
+            0,
+            Entry {
+                id: id.to_string(),
+                ty,
+                node_name: node_name.to_string(),
+                name,
+                shutting_down: false,
+                export,
+                _user: user,
+            },
+        );
+        Ok(())
+    }
+
+    /// `block-export-del`: with clients connected, `safe` refuses and
+    /// `hard` disconnects them. The export disappears (and the hook runs)
+    /// when its last client is gone, which is at once when there is none.
+    pub fn remove(
+        self: &Arc<Self>,
+        id: &str,
+        mode: BlockExportRemoveMode,
+    ) -> Result<(), ExportError> {
+        let export = {
+            let mut entries = self.lock();
+            let Some(e) = entries.iter_mut().find(|e| e.id == id) else {
+                return Err(ExportError::new(format!("Export '{id}' is not found")));
+            };
+            if e.shutting_down {
+                return Err(ExportError::new(format!(
+                    "Export '{id}' is already shutting down"
+                )));
+            }
+            if mode == BlockExportRemoveMode::Safe && e.export.clients() > 0 {
+                return Err(ExportError::new(format!("export '{id}' still in use")));
+            }
+            e.shutting_down = true;
+            e.export.clone()
+        };
+        export.shutdown(mode == BlockExportRemoveMode::Hard);
+        if export.clients() == 0 {
+            self.finish(id);
+        } else {
+            let this = self.clone();
+            let id = id.to_string();
+            let drained = export.clone().drained();
+            tokio::spawn(async move {
+                drained.await;
+                this.finish(&id);
+            });
+        }
+        Ok(())
+    }
+
+    fn finish(&self, id: &str) {
+        let removed = {
+            let mut entries = self.lock();
+            let pos = entries.iter().position(|e| e.id == id);
+            pos.map(|p| entries.remove(p))
+        };
+        if let Some(e) = removed {
+            (self.on_deleted)(id, e.name.as_deref());
+        }
+    }
+
+    /// Ids of the exports of one type (e.g. every NBD export on
+    /// `nbd-server-stop`).
+    pub fn ids_of(&self, ty: BlockExportType) -> Vec<String> {
+        self.lock()
+            .iter()
+            .filter(|e| e.ty == ty)
+            .map(|e| e.id.clone())
+            .collect()
+    }
+
+    /// `query-block-exports`.
+    pub fn query(&self) -> Vec<BlockExportInfo> {
+        self.lock()
+            .iter()
+            .map(|e| BlockExportInfo {
+                id: e.id.clone(),
+                r#type: e.ty,
+                node_name: e.node_name.clone(),
+                shutting_down: e.shutting_down,
+            })
+            .collect()
+    }
+
+    /// Daemon shutdown: every export goes, clients are disconnected.
+    pub async fn shutdown_all(self: &Arc<Self>) {
+        let ids: Vec<String> = self
+            .lock()
+            .iter()
+            .filter(|e| !e.shutting_down)
+            .map(|e| e.id.clone())
+            .collect();
+        let mut waits = Vec::new();
+        for id in ids {
+            let export = self
+                .lock()
+                .iter()
+                .find(|e| e.id == id)
+                .map(|e| e.export.clone());
+            if let Some(x) = export {
+                let _ = self.remove(&id, BlockExportRemoveMode::Hard);
+                waits.push(x.clone().drained());
+            }
+        }
+        for w in waits {
+            w.await;
+        }
+    }
+}

@@ -1,0 +1,342 @@
+//! The daemon's state and its QMP command handlers (the generated
+//! `Commands` trait), shared by every monitor.
+
+use std::sync::{Arc, OnceLock};
+
+use qapi_rt::{CommandInfo, QmpError};
+use qmp_types as q;
+use serde_json::{Map, Value};
+use storage_block::{BlockGraph, Perms};
+use storage_exports::nbd::{NbdExportOptions, NbdServer, NbdServerOptions};
+use storage_exports::{ExportError, ExportRegistry};
+use tokio::sync::watch;
+
+use crate::convert;
+use crate::qmp::server::{Backend, BoxFuture, Events};
+
+/// The QEMU release whose QMP interface our schema matches.
+pub const QEMU_VERSION: (i64, i64, i64) = (10, 0, 2);
+
+/// What `query-version` and the greeting name as the package.
+pub fn package() -> String {
+    format!("storage-daemon {}", env!("CARGO_PKG_VERSION"))
+}
+
+pub struct Daemon {
+    pub graph: Arc<BlockGraph>,
+    pub exports: Arc<ExportRegistry>,
+    pub nbd: Arc<NbdServer>,
+    pub events: Events,
+    /// Turns true when the daemon should shut down.
+    pub shutdown: watch::Sender<bool>,
+    commands: Vec<CommandInfo>,
+}
+
+fn generic(e: impl ToString) -> QmpError {
+    QmpError::generic(e.to_string())
+}
+
+impl Daemon {
+    pub fn new() -> Arc<Daemon> {
+        let events = Events::new();
+        let nbd = NbdServer::new();
+        let ev = events.clone();
+        let nbd_for_hook = Arc::downgrade(&nbd);
+        let exports = ExportRegistry::new(move |id, name| {
+            if let (Some(n), Some(name)) = (nbd_for_hook.upgrade(), name) {
+                n.remove_export(name);
+            }
+            ev.emit_event(&q::BlockExportDeletedEvent(q::BlockExportDeletedData {
+                id: id.to_string(),
+            }));
+        });
+        let (shutdown, _) = watch::channel(false);
+        Arc::new(Daemon {
+            graph: Arc::new(BlockGraph::new()),
+            exports,
+            nbd,
+            events,
+            shutdown,
+            commands: q::commands(),
+        })
+    }
+
+    pub fn version(&self) -> q::VersionInfo {
+        let (major, minor, micro) = QEMU_VERSION;
+        q::VersionInfo {
+            qemu: q::VersionTriple {
+                major,
+                minor,
+                micro,
+            },
+            package: package(),
+        }
+    }
+
+    pub fn request_shutdown(&self) {
+        let _ = self.shutdown.send(true);
+    }
+
+    /// `blockdev-add` and `--blockdev`.
+    pub fn blockdev_add_sync(&self, arg: &q::BlockdevOptions) -> Result<(), QmpError> {
+        self.graph
+            .add(&convert::blockdev(arg))
+            .map(|_| ())
+            .map_err(|e| generic(e.desc()))
+    }
+
+    /// `nbd-server-start` and `--nbd-server`.
+    pub fn nbd_start(
+        &self,
+        addr: &q::SocketAddress,
+        max_connections: Option<u32>,
+        handshake: Option<u32>,
+        tls_creds: Option<&str>,
+    ) -> Result<(), QmpError> {
+        if let Some(id) = tls_creds {
+            return Err(generic(format!("No TLS credentials with id '{id}'")));
+        }
+        let listen = convert::nbd_listen(addr).map_err(generic)?;
+        self.nbd
+            .start(NbdServerOptions {
+                listen,
+                max_connections: max_connections.unwrap_or(100),
+                handshake_max_seconds: handshake.unwrap_or(10),
+            })
+            .map_err(generic)
+    }
+
+    /// `block-export-add` and `--export`.
+    pub fn export_add(&self, arg: &q::BlockExportOptions) -> Result<(), QmpError> {
+        self.exports.check_id(&arg.id).map_err(generic)?;
+        let node = self.graph.get(&arg.node_name).map_err(|_| {
+            generic(format!(
+                "Cannot find device='' nor node-name='{}'",
+                arg.node_name
+            ))
+        })?;
+        let writable = arg.writable.unwrap_or(false);
+        if writable && node.info().read_only {
+            return Err(generic("Cannot export read-only node as writable"));
+        }
+        match &arg.branch {
+            q::BlockExportOptionsBranch::Nbd(n) => {
+                let name = n.name.clone().unwrap_or_else(|| arg.node_name.clone());
+                let opts = NbdExportOptions {
+                    name: name.clone(),
+                    description: n.description.clone(),
+                    writable,
+                    allocation_depth: n.allocation_depth.unwrap_or(false),
+                };
+                let user = self
+                    .graph
+                    .attach(&arg.node_name, Perms::export(writable))
+                    .map_err(|e| generic(e.desc()))?;
+                let export = self
+                    .nbd
+                    .add_export(opts, user.device().clone())
+                    .map_err(generic)?;
+                self.exports
+                    .add(
+                        &arg.id,
+                        q::BlockExportType::Nbd,
+                        &arg.node_name,
+                        Some(name),
+                        export,
+                        user,
+                    )
+                    .map_err(generic)
+            }
+            #[allow(unreachable_patterns)]
+            _ => Err(generic("No driver found for the requested export type")),
+        }
+    }
+}
+
+impl Backend for Daemon {
+    fn greeting(&self) -> Value {
+        let version = serde_json::to_value(self.version()).unwrap_or(Value::Null);
+        serde_json::json!({ "QMP": { "version": version, "capabilities": crate::qmp::session::CAPABILITIES } })
+    }
+
+    fn command(&self, name: &str) -> Option<&CommandInfo> {
+        self.commands.iter().find(|c| c.name == name)
+    }
+
+    fn execute(
+        &self,
+        name: String,
+        args: Map<String, Value>,
+    ) -> BoxFuture<'_, Result<Value, QmpError>> {
+        Box::pin(async move { q::dispatch(self, &name, args).await })
+    }
+
+    fn reply_sent(&self, name: &str) {
+        // QEMU answers `quit` before it goes.
+        if name == "quit" {
+            self.request_shutdown();
+        }
+    }
+}
+
+fn export_err(e: ExportError) -> QmpError {
+    generic(e)
+}
+
+impl q::Commands for Daemon {
+    async fn qmp_capabilities(
+        &self,
+        _enable: Option<Vec<q::QMPCapability>>,
+    ) -> Result<(), QmpError> {
+        // Negotiation is per session and handled by the session itself.
+        Err(QmpError::new(
+            qapi_rt::ErrorClass::CommandNotFound,
+            "Capabilities negotiation is already complete, command ignored",
+        ))
+    }
+
+    async fn query_version(&self) -> Result<q::VersionInfo, QmpError> {
+        Ok(self.version())
+    }
+
+    async fn query_commands(&self) -> Result<Vec<q::CommandInfo>, QmpError> {
+        // QEMU lists commands newest-registered first.
+        Ok(self
+            .commands
+            .iter()
+            .rev()
+            .map(|c| q::CommandInfo {
+                name: c.name.to_string(),
+            })
+            .collect())
+    }
+
+    async fn quit(&self) -> Result<(), QmpError> {
+        Ok(())
+    }
+
+    async fn query_qmp_schema(&self) -> Result<Vec<q::SchemaInfo>, QmpError> {
+        static SCHEMA: OnceLock<Vec<q::SchemaInfo>> = OnceLock::new();
+        if let Some(s) = SCHEMA.get() {
+            return Ok(s.clone());
+        }
+        let parsed: Vec<q::SchemaInfo> =
+            serde_json::from_value(q::qmp_schema().clone()).map_err(generic)?;
+        Ok(SCHEMA.get_or_init(|| parsed).clone())
+    }
+
+    async fn blockdev_add(&self, arg: q::BlockdevOptions) -> Result<(), QmpError> {
+        self.blockdev_add_sync(&arg)
+    }
+
+    async fn blockdev_del(&self, node_name: String) -> Result<(), QmpError> {
+        self.graph.remove(&node_name).map_err(|e| generic(e.desc()))
+    }
+
+    async fn query_named_block_nodes(
+        &self,
+        _flat: Option<bool>,
+    ) -> Result<Vec<q::BlockDeviceInfo>, QmpError> {
+        let info = serde_json::to_value(self.graph.query()).map_err(generic)?;
+        serde_json::from_value(info).map_err(generic)
+    }
+
+    async fn block_resize(
+        &self,
+        device: Option<String>,
+        node_name: Option<String>,
+        size: i64,
+    ) -> Result<(), QmpError> {
+        // There are no named block backends in the storage daemon.
+        if device.is_some() || node_name.is_none() {
+            return Err(generic(format!(
+                "Cannot find device='{}' nor node-name='{}'",
+                device.unwrap_or_default(),
+                node_name.unwrap_or_default()
+            )));
+        }
+        let name = node_name.unwrap_or_default();
+        self.graph
+            .resize(&name, size)
+            .await
+            .map_err(|e| generic(e.desc()))
+    }
+
+    async fn nbd_server_start(
+        &self,
+        handshake_max_seconds: Option<u32>,
+        tls_creds: Option<String>,
+        _tls_authz: Option<String>,
+        max_connections: Option<u32>,
+        addr: q::SocketAddressLegacy,
+    ) -> Result<(), QmpError> {
+        let addr = convert::socket_address(addr);
+        self.nbd_start(
+            &addr,
+            max_connections,
+            handshake_max_seconds,
+            tls_creds.as_deref(),
+        )
+    }
+
+    async fn nbd_server_add(&self, arg: q::NbdServerAddOptions) -> Result<(), QmpError> {
+        let name = arg.name.clone().unwrap_or_else(|| arg.device.clone());
+        let export = q::BlockExportOptions {
+            id: name.clone(),
+            fixed_iothread: None,
+            iothread: None,
+            node_name: arg.device.clone(),
+            writable: arg.writable,
+            writethrough: None,
+            allow_inactive: None,
+            branch: q::BlockExportOptionsBranch::Nbd(q::BlockExportOptionsNbd {
+                name: Some(name),
+                description: arg.description,
+                bitmaps: arg.bitmap.map(|b| vec![q::BlockDirtyBitmapOrStr::Local(b)]),
+                allocation_depth: None,
+            }),
+        };
+        if !self.nbd.is_running() {
+            return Err(generic("NBD server not running"));
+        }
+        self.export_add(&export)
+    }
+
+    async fn nbd_server_remove(
+        &self,
+        name: String,
+        mode: Option<q::BlockExportRemoveMode>,
+    ) -> Result<(), QmpError> {
+        self.exports
+            .remove(&name, mode.unwrap_or(q::BlockExportRemoveMode::Safe))
+            .map_err(export_err)
+    }
+
+    async fn nbd_server_stop(&self) -> Result<(), QmpError> {
+        if !self.nbd.is_running() {
+            return Err(generic("NBD server not running"));
+        }
+        for id in self.exports.ids_of(q::BlockExportType::Nbd) {
+            let _ = self.exports.remove(&id, q::BlockExportRemoveMode::Hard);
+        }
+        self.nbd.stop().map(|_| ()).map_err(export_err)
+    }
+
+    async fn block_export_add(&self, arg: q::BlockExportOptions) -> Result<(), QmpError> {
+        self.export_add(&arg)
+    }
+
+    async fn block_export_del(
+        &self,
+        id: String,
+        mode: Option<q::BlockExportRemoveMode>,
+    ) -> Result<(), QmpError> {
+        self.exports
+            .remove(&id, mode.unwrap_or(q::BlockExportRemoveMode::Safe))
+            .map_err(export_err)
+    }
+
+    async fn query_block_exports(&self) -> Result<Vec<q::BlockExportInfo>, QmpError> {
+        Ok(self.exports.query())
+    }
+}
