@@ -14,6 +14,13 @@
 //! Masked numbers are handed out over the whole schema before any condition
 //! is evaluated, so a configuration that disables items leaves gaps in the
 //! numbering, exactly like QEMU (whose conditions become `#if` in C).
+//!
+//! [`type_entries`] is a variant for programs rather than QMP clients: the
+//! same entry format, but for every type of the schema (reachable from a
+//! command or not, implicit ones included), under its real name and with
+//! its real builtin types (`uint32`, `size`, ...). A command line parser
+//! that converts strings by target type, as QEMU's keyval visitor does,
+//! needs exactly that.
 
 use std::collections::{HashMap, HashSet};
 
@@ -111,6 +118,7 @@ fn eval_value(v: &Value, enabled: &dyn Fn(&str) -> bool) -> bool {
 pub fn entries(schema: &Schema) -> Vec<Annotated<Node>> {
     let mut g = Generator {
         schema,
+        real_names: false,
         int: schema.by_name.get("int").copied(),
         int_list: schema.by_name.get("intList").copied(),
         empty: schema.by_name.get("q_empty").copied(),
@@ -136,6 +144,32 @@ pub fn entries(schema: &Schema) -> Vec<Annotated<Node>> {
     g.out
 }
 
+/// Type information for programs: an entry for every type of the schema
+/// (builtins, enumerations, arrays, objects including implicit ones such as
+/// `q_obj_...-arg` and `q_empty`, alternates), in definition order, in the
+/// format of [`entries`] but with real names everywhere and without folding
+/// integer types. Commands and events are not included. Array types are
+/// named `[element]` as in `query-qmp-schema`, e.g. `[uint32]`.
+pub fn type_entries(schema: &Schema) -> Vec<Annotated<Node>> {
+    let mut g = Generator {
+        schema,
+        real_names: true,
+        int: None,
+        int_list: None,
+        empty: None,
+        used: Vec::new(),
+        used_set: HashSet::new(),
+        masks: HashMap::new(),
+        out: Vec::new(),
+    };
+    for (id, e) in schema.definitions() {
+        if e.is_type() {
+            g.entity(id);
+        }
+    }
+    g.out
+}
+
 /// JSON for `entries` with the conditions evaluated by `enabled`.
 pub fn to_json(entries: &[Annotated<Node>], enabled: &dyn Fn(&str) -> bool) -> serde_json::Value {
     serde_json::Value::Array(
@@ -149,6 +183,9 @@ pub fn to_json(entries: &[Annotated<Node>], enabled: &dyn Fn(&str) -> bool) -> s
 
 struct Generator<'a> {
     schema: &'a Schema,
+    /// Real names and real integer types ([`type_entries`]) rather than
+    /// masked names and `int` for every integer type ([`entries`]).
+    real_names: bool,
     int: Option<EntityId>,
     int_list: Option<EntityId>,
     empty: Option<EntityId>,
@@ -178,6 +215,16 @@ impl Generator<'_> {
 
     /// Records `id` as used and returns the name to write for it.
     fn use_type(&mut self, mut id: EntityId) -> String {
+        if self.real_names {
+            let e = &self.schema.entities[id];
+            return match e.kind {
+                EntityKind::Array { element, .. } => {
+                    let element = element.expect("array element resolved by checking");
+                    format!("[{}]", self.use_type(element))
+                }
+                _ => e.name.clone(),
+            };
+        }
         if self.is_int(id) {
             id = self.int.unwrap_or(id);
         } else if let EntityKind::Array {
@@ -337,6 +384,7 @@ impl Generator<'_> {
             EntityKind::Include { .. } => return,
         };
         let (name, comment) = match meta {
+            _ if self.real_names => (e.name.clone(), None),
             "command" | "event" | "builtin" => (e.name.clone(), None),
             _ => {
                 let masked = self.masked(&e.name);

@@ -230,3 +230,124 @@ fn condition_evaluation() {
     assert!(eval_cond(&b, &on(&["Y", "Z"])));
     assert!(eval_cond(&IfCond::default(), &on(&[])));
 }
+
+#[test]
+fn type_entries_use_real_names_and_types() {
+    let schema = inline(
+        "types",
+        "
+{ 'struct': 'Foo',
+  'data': { 'a': 'int8', '*b': ['uint16'], 'c': 'Bar', 'd': ['Bar'] } }
+{ 'struct': 'Bar', 'data': { 'x': 'size' } }
+{ 'struct': 'Unused', 'data': { 'e': 'Letter' }, 'if': 'S' }
+{ 'enum': 'Letter', 'data': [ 'a', { 'name': 'b', 'if': 'B' } ] }
+{ 'union': 'Pick', 'base': { 'kind': 'Letter' }, 'discriminator': 'kind',
+  'data': { 'a': 'Bar' } }
+{ 'alternate': 'BarOrName', 'data': { 'bar': 'Bar', 'name': 'str' } }
+{ 'command': 'cmd', 'data': 'Foo', 'returns': 'Bar' }
+{ 'command': 'other', 'data': { 'x': 'BarOrName' } }
+{ 'event': 'EV' }
+",
+    );
+    let entries = introspect::type_entries(&schema);
+    let all = introspect::to_json(&entries, &|_| true);
+    let all = all.as_array().expect("array");
+    let find = |name: &str| {
+        all.iter()
+            .find(|e| e["name"] == name)
+            .unwrap_or_else(|| panic!("no entry {name}"))
+    };
+    // No masking, no integer folding, unused and implicit types included.
+    assert_eq!(
+        find("Foo"),
+        &json!({ "name": "Foo", "meta-type": "object", "members": [
+            { "name": "a", "type": "int8" },
+            { "name": "b", "type": "[uint16]", "default": null },
+            { "name": "c", "type": "Bar" },
+            { "name": "d", "type": "[Bar]" } ] })
+    );
+    assert_eq!(
+        find("Bar")["members"],
+        json!([{ "name": "x", "type": "size" }])
+    );
+    assert_eq!(find("Unused")["members"][0]["type"], "Letter");
+    assert_eq!(find("size")["json-type"], "int");
+    assert_eq!(find("[uint16]")["element-type"], "uint16");
+    assert_eq!(find("[Bar]")["element-type"], "Bar");
+    assert_eq!(
+        find("q_obj_other-arg")["members"],
+        json!([{ "name": "x", "type": "BarOrName" }])
+    );
+    assert_eq!(find("q_obj_Pick-base")["members"][0]["type"], "Letter");
+    assert_eq!(find("Pick")["tag"], "kind");
+    assert_eq!(
+        find("Pick")["variants"],
+        json!([{ "case": "a", "type": "Bar" }, { "case": "b", "type": "q_empty" }])
+    );
+    assert_eq!(
+        find("BarOrName")["members"],
+        json!([{ "type": "Bar" }, { "type": "str" }])
+    );
+    // Types only: no commands or events, and no comments.
+    assert!(
+        all.iter()
+            .all(|e| e["meta-type"] != "command" && e["meta-type"] != "event")
+    );
+    assert!(entries.iter().all(|e| e.comment.is_none()));
+    // Conditions stay with their items.
+    let unused = entries
+        .iter()
+        .position(|e| e.value.to_json(&|_| true)["name"] == "Unused")
+        .expect("Unused");
+    assert_eq!(entries[unused].ifcond.dump(), "S");
+    let none = introspect::to_json(&entries, &|_| false);
+    let none = none.as_array().expect("array");
+    assert!(none.iter().all(|e| e["name"] != "Unused"));
+    let letter = none.iter().find(|e| e["name"] == "Letter").expect("Letter");
+    assert_eq!(letter["values"], json!(["a"]));
+}
+
+/// Every type name an entry refers to has an entry of its own.
+fn assert_closed(all: &[Value]) {
+    let names: std::collections::HashSet<&str> =
+        all.iter().filter_map(|e| e["name"].as_str()).collect();
+    let mut refs = Vec::new();
+    for e in all {
+        refs.extend(e["element-type"].as_str());
+        for key in ["members", "variants"] {
+            for m in e[key].as_array().into_iter().flatten() {
+                refs.extend(m["type"].as_str());
+            }
+        }
+    }
+    for r in refs {
+        assert!(names.contains(r), "{r} is referred to but has no entry");
+    }
+}
+
+#[test]
+fn type_entries_cover_qemu_storage_daemon_schema() {
+    let Some(shared) = shared() else { return };
+    let schema = load(&shared.join("qemu-qapi-10.0/schema/storage-daemon/qapi/qapi-schema.json"));
+    let entries = introspect::type_entries(&schema);
+    let types = schema.definitions().filter(|(_, e)| e.is_type()).count();
+    assert_eq!(entries.len(), types);
+    let all = introspect::to_json(&entries, &|_| true);
+    let all = all.as_array().expect("array");
+    assert_closed(all);
+    // Types no command reaches are there, with their real member types.
+    let find = |name: &str| all.iter().find(|e| e["name"] == name);
+    let null = find("BlockdevOptionsNull").expect("BlockdevOptionsNull");
+    assert_eq!(
+        null["members"][1],
+        json!({ "name": "latency-ns", "type": "uint64", "default": null })
+    );
+    assert!(find("MonitorOptions").is_some());
+    assert!(find("q_obj_BlockdevOptions-base").is_some());
+    // query-qmp-schema is unaffected.
+    let masked = introspect::to_json(&introspect::entries(&schema), &|_| true);
+    assert!(masked.as_array().expect("array").iter().all(|e| {
+        let name = e["name"].as_str().unwrap_or_default();
+        e["meta-type"] != "object" || name.chars().all(|c| c.is_ascii_digit())
+    }));
+}

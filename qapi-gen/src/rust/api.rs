@@ -230,15 +230,29 @@ fn literal(n: &Node) -> String {
 }
 
 fn emit_introspection(g: &Gen<'_>, w: &mut Writer) {
-    let entries = introspect::entries(g.schema);
     w.line("/// The answer to `query-qmp-schema` for this build, built once.");
+    emit_json_list(g, w, "qmp_schema", &introspect::entries(g.schema));
+    w.line("/// Every type of the schema with its real name, in the entry format");
+    w.line("/// of `query-qmp-schema` (but integer types keep their own names,");
+    w.line("/// e.g. `uint32`, `size`), for this build, built once. Unlike");
+    w.line("/// [`qmp_schema`] it includes types no command uses and implicit");
+    w.line("/// ones; it has no commands or events. Code that converts untyped");
+    w.line("/// input by target type (QEMU's keyval syntax) looks types up here.");
+    emit_json_list(g, w, "type_info", &introspect::type_entries(g.schema));
+}
+
+/// Emits `pub fn NAME() -> &'static Value`: `entries` as a JSON array,
+/// each entry and each conditional part under its `#[cfg]`.
+fn emit_json_list(g: &Gen<'_>, w: &mut Writer, name: &str, entries: &[Annotated<Node>]) {
     w.line("#[allow(clippy::vec_init_then_push)]");
-    w.open("pub fn qmp_schema() -> &'static ::qapi_rt::serde_json::Value {");
-    w.line("static SCHEMA: ::std::sync::OnceLock<::qapi_rt::serde_json::Value> = ::std::sync::OnceLock::new();");
-    w.open("SCHEMA.get_or_init(|| {");
+    w.open(&format!(
+        "pub fn {name}() -> &'static ::qapi_rt::serde_json::Value {{"
+    ));
+    w.line("static VALUE: ::std::sync::OnceLock<::qapi_rt::serde_json::Value> = ::std::sync::OnceLock::new();");
+    w.open("VALUE.get_or_init(|| {");
     w.line("#[allow(unused_mut)]");
     w.line("let mut list = ::std::vec::Vec::new();");
-    for entry in &entries {
+    for entry in entries {
         if let Some(c) = &entry.comment {
             w.line(&format!("// {c}"));
         }
