@@ -106,7 +106,7 @@ pub(crate) struct Text<'a> {
 impl<'a> Text<'a> {
     pub fn new(src: &'a str, file: Rc<SourceFile>) -> Self {
         let line_starts = std::iter::once(0)
-            .chain(src.match_indices('\n').map(|(i, _)| i + 1))
+            .chain(memchr::memchr_iter(b'\n', src.as_bytes()).map(|i| i + 1))
             .collect();
         Text {
             src,
