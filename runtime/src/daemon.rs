@@ -128,6 +128,9 @@ impl Daemon {
                     writable,
                     allocation_depth: n.allocation_depth.unwrap_or(false),
                 };
+                if !self.nbd.is_running() {
+                    return Err(generic("NBD server not running"));
+                }
                 let user = self
                     .graph
                     .attach(&arg.node_name, Perms::export(writable))

@@ -9,6 +9,7 @@ mod convert;
 pub mod daemon;
 pub mod lifecycle;
 pub mod qmp;
+pub mod startup;
 
 /// Entry point used by the `storage-daemon` binary; returns the exit code.
 pub fn main_entry(args: Vec<String>) -> i32 {

@@ -1,0 +1,214 @@
+//! Startup and shutdown: options take effect in order; any error names its
+//! option, undoes everything (sockets, pid file, locks) and exits 1.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use qmp_types as q;
+
+use crate::daemon::Daemon;
+use crate::lifecycle::{self, Pidfile};
+use crate::qmp::server::{self, ListenAddress, Listener};
+
+/// One command-line option, already parsed and converted.
+#[derive(Debug, Clone)]
+pub enum Startup {
+    Blockdev(Box<q::BlockdevOptions>),
+    Export(Box<q::BlockExportOptions>),
+    NbdServer(Box<q::NbdServerOptions>),
+    Chardev {
+        id: String,
+        listen: ListenAddress,
+    },
+    Monitor {
+        chardev: String,
+        pretty: bool,
+    },
+    /// `--object`: only `iothread` objects have an effect (none yet: our
+    /// exports run on the shared runtime); ids must be unique.
+    Object {
+        qom_type: String,
+        id: String,
+    },
+    Pidfile(PathBuf),
+    Daemonize,
+}
+
+/// An option that failed: `--blockdev ARGS: message`.
+#[derive(Debug)]
+pub struct StartupError {
+    /// `--opt value` as typed, or `None` for errors with no single option.
+    pub option: Option<String>,
+    pub message: String,
+}
+
+impl std::fmt::Display for StartupError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.option {
+            Some(o) => write!(f, "{o}: {}", self.message),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+/// Runs the daemon with `options` (each with the text it came from) until
+/// `quit` or a termination signal. Returns the exit code.
+pub fn run(options: Vec<(String, Startup)>, prog: &str) -> i32 {
+    let mut daemon_child = None;
+    if options.iter().any(|(_, o)| matches!(o, Startup::Daemonize)) {
+        // Forking must happen before any thread exists.
+        match lifecycle::daemonize() {
+            Ok(c) => daemon_child = Some(c),
+            Err(e) => {
+                eprintln!("{prog}: --daemonize: {e}");
+                return 1;
+            }
+        }
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("{prog}: cannot start the runtime: {e}");
+            return 1;
+        }
+    };
+    let code = rt.block_on(async move {
+        let daemon = Daemon::new();
+        let mut started = Started::default();
+        match start(&daemon, options, &mut started).await {
+            Ok(()) => {
+                if let Some(c) = daemon_child.as_mut() {
+                    c.ready();
+                }
+                let mut stop = daemon.shutdown.subscribe();
+                tokio::select! {
+                    _ = stop.wait_for(|s| *s) => {}
+                    _ = lifecycle::termination_signal() => {}
+                }
+                shutdown(&daemon, started).await;
+                0
+            }
+            Err(e) => {
+                eprintln!("{prog}: {e}");
+                if let Some(c) = daemon_child.as_mut() {
+                    c.failed();
+                }
+                shutdown(&daemon, started).await;
+                1
+            }
+        }
+    });
+    // Connection tasks may still be parked on sockets; do not wait for them.
+    rt.shutdown_background();
+    code
+}
+
+/// What startup created, to undo on shutdown.
+#[derive(Default)]
+struct Started {
+    pidfile: Option<Pidfile>,
+    /// Unix socket files of monitors, removed on exit.
+    sockets: Vec<PathBuf>,
+}
+
+async fn start(
+    daemon: &Arc<Daemon>,
+    options: Vec<(String, Startup)>,
+    started: &mut Started,
+) -> Result<(), StartupError> {
+    let mut chardevs: HashMap<String, Option<Listener>> = HashMap::new();
+    let mut objects: Vec<String> = Vec::new();
+    let mut pidfile = None;
+    for (text, opt) in options {
+        let fail = |message: String| StartupError {
+            option: Some(text.clone()),
+            message,
+        };
+        match opt {
+            Startup::Blockdev(b) => daemon.blockdev_add_sync(&b).map_err(|e| fail(e.desc))?,
+            Startup::Export(e) => daemon.export_add(&e).map_err(|e| fail(e.desc))?,
+            Startup::NbdServer(n) => daemon
+                .nbd_start(
+                    &n.addr,
+                    n.max_connections,
+                    n.handshake_max_seconds,
+                    n.tls_creds.as_deref(),
+                )
+                .map_err(|e| fail(e.desc))?,
+            Startup::Chardev { id, listen } => {
+                if chardevs.contains_key(&id) {
+                    return Err(fail(format!("attempt to add duplicate chardev '{id}'")));
+                }
+                let l = Listener::bind(&listen)
+                    .map_err(|e| fail(format!("Failed to bind socket: {}", os_reason(&e))))?;
+                if let ListenAddress::Unix(p) = &listen {
+                    started.sockets.push(p.clone());
+                }
+                chardevs.insert(id, Some(l));
+            }
+            Startup::Monitor { chardev, pretty } => {
+                let Some(slot) = chardevs.get_mut(&chardev) else {
+                    return Err(fail(format!("chardev \"{chardev}\" not found")));
+                };
+                let Some(listener) = slot.take() else {
+                    return Err(fail(format!("Device '{chardev}' is in use")));
+                };
+                let backend: Arc<dyn server::Backend> = daemon.clone();
+                tokio::spawn(server::serve(
+                    listener,
+                    backend,
+                    daemon.events.clone(),
+                    pretty,
+                    daemon.shutdown.subscribe(),
+                ));
+            }
+            Startup::Object { qom_type, id } => {
+                if qom_type != "iothread" {
+                    return Err(fail(format!("invalid object type: {qom_type}")));
+                }
+                if objects.contains(&id) {
+                    return Err(fail(format!(
+                        "attempt to add duplicate property '{id}' to object (type 'container')"
+                    )));
+                }
+                objects.push(id);
+            }
+            Startup::Pidfile(p) => pidfile = Some(p),
+            Startup::Daemonize => {}
+        }
+    }
+    if let Some(p) = pidfile {
+        let pf = Pidfile::create(&p).map_err(|e| StartupError {
+            option: None,
+            message: format!(
+                "cannot create PID file: Could not create '{}': {}",
+                p.display(),
+                os_reason(&e)
+            ),
+        })?;
+        started.pidfile = Some(pf);
+    }
+    Ok(())
+}
+
+/// Stops accepting, ends exports, flushes every node, removes the pid file
+/// and socket files.
+async fn shutdown(daemon: &Arc<Daemon>, started: Started) {
+    daemon.request_shutdown();
+    let _ = daemon.nbd.stop();
+    daemon.exports.shutdown_all().await;
+    let _ = daemon.graph.flush_all().await;
+    for s in started.sockets {
+        let _ = std::fs::remove_file(s);
+    }
+    drop(started.pidfile);
+}
+
+fn os_reason(e: &std::io::Error) -> String {
+    let s = e.to_string();
+    s.split(" (os error").next().unwrap_or(&s).to_string()
+}
