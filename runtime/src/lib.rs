@@ -5,6 +5,7 @@ pub use qmp_types as qapi;
 
 /// The block layer (its own crate, below the exports).
 pub use storage_block as block;
+pub mod cli;
 mod convert;
 pub mod daemon;
 pub mod lifecycle;
