@@ -14,7 +14,112 @@ pub mod startup;
 
 /// Entry point used by the `storage-daemon` binary; returns the exit code.
 pub fn main_entry(args: Vec<String>) -> i32 {
-    let prog = args.first().map(String::as_str).unwrap_or("storage-daemon");
-    eprintln!("{prog}: the daemon is not implemented yet; see README.md");
-    1
+    let prog = args
+        .first()
+        .and_then(|a| std::path::Path::new(a).file_name())
+        .map_or_else(
+            || "storage-daemon".to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+    let cl = match cli::CommandLine::parse(args.get(1..).unwrap_or(&[])) {
+        Ok(cl) => cl,
+        Err(e) => {
+            eprintln!("{prog}: {e}");
+            return 1;
+        }
+    };
+    match cl.early_exit() {
+        Some(cli::CliOption::Help) => {
+            print!("{}", cli::help_text(&prog));
+            return 0;
+        }
+        Some(cli::CliOption::Version) => {
+            print!("{}", cli::version_text());
+            return 0;
+        }
+        _ => {}
+    }
+    let options = cl.options().filter_map(|o| match o {
+        Ok(o) => to_startup(o, &prog).transpose(),
+        Err(e) => Some(Err(startup::StartupError {
+            option: None,
+            message: e.to_string(),
+        })),
+    });
+    startup::run(cl.daemonize(), cl.pidfile().map(Into::into), options, &prog)
+}
+
+/// What a parsed option asks the daemon to do; `None` for options acted on
+/// elsewhere (`--daemonize`, `--pidfile`) or with no effect (`--trace`).
+fn to_startup(
+    o: cli::CliOption,
+    prog: &str,
+) -> Result<Option<(String, startup::Startup)>, startup::StartupError> {
+    use cli::CliOption as C;
+    use startup::{Startup as S, StartupError};
+    let refuse = |location: String, message: &str| StartupError {
+        option: Some(location),
+        message: message.into(),
+    };
+    Ok(Some(match o {
+        C::Help | C::Version | C::Daemonize | C::Pidfile(_) | C::Trace { .. } => return Ok(None),
+        C::Blockdev(b) => (b.location, S::Blockdev(Box::new(b.value))),
+        C::Export(e) => (e.location, S::Export(Box::new(e.value))),
+        C::NbdServer(n) => (n.location, S::NbdServer(Box::new(n.value))),
+        C::Chardev(c) => {
+            for w in &c.warnings {
+                eprintln!("{prog}: {}: warning: {w}", c.location);
+            }
+            let listen = match &c.backend {
+                cli::ChardevBackend::Socket(s) if s.server => match &s.addr {
+                    cli::ChardevAddr::Unix { path, .. } => {
+                        qmp::server::ListenAddress::Unix(path.into())
+                    }
+                    cli::ChardevAddr::Inet { host, port, .. } => qmp::server::ListenAddress::Tcp {
+                        host: host.clone(),
+                        port: port.clone(),
+                    },
+                    cli::ChardevAddr::Fd(fd) => match cli::parse_fd(fd) {
+                        Ok(n) => qmp::server::ListenAddress::Fd(n),
+                        Err(m) => return Err(refuse(c.location.clone(), &m)),
+                    },
+                },
+                // A deliberate difference: monitors listen; qsd can also
+                // connect out or use other chardev backends.
+                _ => {
+                    return Err(refuse(
+                        c.location.clone(),
+                        "only listening socket chardevs (server=on) are supported",
+                    ));
+                }
+            };
+            (
+                c.location.clone(),
+                S::Chardev {
+                    id: c.id.clone(),
+                    listen,
+                },
+            )
+        }
+        C::Monitor(m) => {
+            if m.mode == cli::MonitorMode::Readline {
+                return Err(refuse(m.location, "Only QMP is supported"));
+            }
+            (
+                m.location,
+                S::Monitor {
+                    chardev: m.chardev,
+                    pretty: m.pretty,
+                },
+            )
+        }
+        C::Object(o) => (
+            o.location,
+            S::Object {
+                qom_type: o.qom_type,
+                id: o.id,
+            },
+        ),
+        C::PrintHelp { text, status } => (String::new(), S::PrintHelp { text, status }),
+    }))
 }

@@ -18,15 +18,29 @@ impl Pidfile {
     /// locked by a running instance is refused.
     pub fn create(path: &Path) -> io::Result<Pidfile> {
         use std::os::unix::fs::OpenOptionsExt;
-        let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(false).mode(0o600).open(path)?;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(path)?;
         // SAFETY: plain fcntl on a descriptor we own.
-        let lock = libc::flock { l_type: libc::F_WRLCK as _, l_whence: libc::SEEK_SET as _, l_start: 0, l_len: 0, l_pid: 0 };
+        let lock = libc::flock {
+            l_type: libc::F_WRLCK as _,
+            l_whence: libc::SEEK_SET as _,
+            l_start: 0,
+            l_len: 0,
+            l_pid: 0,
+        };
         if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETLK, &lock) } != 0 {
             return Err(io::Error::last_os_error());
         }
         file.set_len(0)?;
         writeln!(file, "{}", std::process::id())?;
-        Ok(Pidfile { path: path.to_path_buf(), file })
+        Ok(Pidfile {
+            path: path.to_path_buf(),
+            file,
+        })
     }
 }
 
@@ -67,7 +81,11 @@ impl DaemonChild {
 }
 
 fn redirect_stdio() {
-    if let Ok(null) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
+    if let Ok(null) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    {
         for fd in 0..=2 {
             // SAFETY: dup2 onto the standard descriptors.
             unsafe { libc::dup2(null.as_raw_fd(), fd) };
@@ -93,7 +111,9 @@ pub fn daemonize() -> io::Result<DaemonChild> {
             drop(rd);
             // SAFETY: new session for the child.
             unsafe { libc::setsid() };
-            Ok(DaemonChild { pipe: Some(File::from(wr)) })
+            Ok(DaemonChild {
+                pipe: Some(File::from(wr)),
+            })
         }
         _ => {
             drop(wr);
@@ -107,9 +127,11 @@ pub fn daemonize() -> io::Result<DaemonChild> {
 /// Resolves when SIGTERM, SIGINT or SIGHUP arrives.
 pub async fn termination_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) =
-        (signal(SignalKind::terminate()), signal(SignalKind::interrupt()), signal(SignalKind::hangup()))
-    else {
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
         return std::future::pending().await;
     };
     tokio::select! {

@@ -25,20 +25,24 @@ pub enum Startup {
         chardev: String,
         pretty: bool,
     },
-    /// `--object`: only `iothread` objects have an effect (none yet: our
+    /// `--object`: only `iothread` objects exist (they have no effect yet:
     /// exports run on the shared runtime); ids must be unique.
     Object {
         qom_type: String,
         id: String,
     },
-    Pidfile(PathBuf),
-    Daemonize,
+    /// Help asked for inside an option: print it and exit with `status`
+    /// (after the options before it took effect, as qsd does).
+    PrintHelp {
+        text: String,
+        status: i32,
+    },
 }
 
 /// An option that failed: `--blockdev ARGS: message`.
 #[derive(Debug)]
 pub struct StartupError {
-    /// `--opt value` as typed, or `None` for errors with no single option.
+    /// The option as typed, or `None` for errors of no single option.
     pub option: Option<String>,
     pub message: String,
 }
@@ -52,11 +56,18 @@ impl std::fmt::Display for StartupError {
     }
 }
 
-/// Runs the daemon with `options` (each with the text it came from) until
-/// `quit` or a termination signal. Returns the exit code.
-pub fn run(options: Vec<(String, Startup)>, prog: &str) -> i32 {
+/// Runs the daemon until `quit` or a termination signal; returns the exit
+/// code. `options` yields each option (with the text it came from) when it
+/// is reached, so one takes effect before the next is even parsed, as in
+/// qsd. The pid file is written once all of them took effect.
+pub fn run(
+    daemonize: bool,
+    pidfile: Option<PathBuf>,
+    options: impl Iterator<Item = Result<(String, Startup), StartupError>>,
+    prog: &str,
+) -> i32 {
     let mut daemon_child = None;
-    if options.iter().any(|(_, o)| matches!(o, Startup::Daemonize)) {
+    if daemonize {
         // Forking must happen before any thread exists.
         match lifecycle::daemonize() {
             Ok(c) => daemon_child = Some(c),
@@ -79,8 +90,9 @@ pub fn run(options: Vec<(String, Startup)>, prog: &str) -> i32 {
     let code = rt.block_on(async move {
         let daemon = Daemon::new();
         let mut started = Started::default();
-        match start(&daemon, options, &mut started).await {
-            Ok(()) => {
+        let code = match start(&daemon, options, pidfile, &mut started).await {
+            Ok(Some(status)) => status,
+            Ok(None) => {
                 if let Some(c) = daemon_child.as_mut() {
                     c.ready();
                 }
@@ -89,7 +101,6 @@ pub fn run(options: Vec<(String, Startup)>, prog: &str) -> i32 {
                     _ = stop.wait_for(|s| *s) => {}
                     _ = lifecycle::termination_signal() => {}
                 }
-                shutdown(&daemon, started).await;
                 0
             }
             Err(e) => {
@@ -97,10 +108,11 @@ pub fn run(options: Vec<(String, Startup)>, prog: &str) -> i32 {
                 if let Some(c) = daemon_child.as_mut() {
                     c.failed();
                 }
-                shutdown(&daemon, started).await;
                 1
             }
-        }
+        };
+        shutdown(&daemon, started).await;
+        code
     });
     // Connection tasks may still be parked on sockets; do not wait for them.
     rt.shutdown_background();
@@ -115,15 +127,17 @@ struct Started {
     sockets: Vec<PathBuf>,
 }
 
+/// Applies the options; `Ok(Some(status))` asks to exit at once.
 async fn start(
     daemon: &Arc<Daemon>,
-    options: Vec<(String, Startup)>,
+    options: impl Iterator<Item = Result<(String, Startup), StartupError>>,
+    pidfile: Option<PathBuf>,
     started: &mut Started,
-) -> Result<(), StartupError> {
+) -> Result<Option<i32>, StartupError> {
     let mut chardevs: HashMap<String, Option<Listener>> = HashMap::new();
     let mut objects: Vec<String> = Vec::new();
-    let mut pidfile = None;
-    for (text, opt) in options {
+    for item in options {
+        let (text, opt) = item?;
         let fail = |message: String| StartupError {
             option: Some(text.clone()),
             message,
@@ -158,12 +172,13 @@ async fn start(
                     return Err(fail(format!("Device '{chardev}' is in use")));
                 };
                 let backend: Arc<dyn server::Backend> = daemon.clone();
+                let stop = daemon.shutdown.subscribe();
                 tokio::spawn(server::serve(
                     listener,
                     backend,
                     daemon.events.clone(),
                     pretty,
-                    daemon.shutdown.subscribe(),
+                    stop,
                 ));
             }
             Startup::Object { qom_type, id } => {
@@ -177,8 +192,10 @@ async fn start(
                 }
                 objects.push(id);
             }
-            Startup::Pidfile(p) => pidfile = Some(p),
-            Startup::Daemonize => {}
+            Startup::PrintHelp { text, status } => {
+                print!("{text}");
+                return Ok(Some(status));
+            }
         }
     }
     if let Some(p) = pidfile {
@@ -192,7 +209,7 @@ async fn start(
         })?;
         started.pidfile = Some(pf);
     }
-    Ok(())
+    Ok(None)
 }
 
 /// Stops accepting, ends exports, flushes every node, removes the pid file
