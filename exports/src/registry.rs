@@ -217,3 +217,136 @@ impl ExportRegistry {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use storage_block::{BlockGraph, BlockdevOptions, DriverOptions, NullOptions, Perms};
+    use tokio::sync::Notify;
+
+    /// An export whose clients the test controls.
+    #[derive(Default)]
+    struct Fake {
+        clients: AtomicUsize,
+        hard: AtomicUsize,
+        changed: Notify,
+    }
+
+    impl Export for Fake {
+        fn clients(&self) -> usize {
+            self.clients.load(Ordering::SeqCst)
+        }
+        fn shutdown(&self, hard: bool) {
+            if hard {
+                self.hard.fetch_add(1, Ordering::SeqCst);
+                self.clients.store(0, Ordering::SeqCst);
+                self.changed.notify_waiters();
+            }
+        }
+        fn drained(self: Arc<Self>) -> BoxFuture<()> {
+            Box::pin(async move {
+                loop {
+                    let n = self.changed.notified();
+                    if self.clients() == 0 {
+                        return;
+                    }
+                    n.await;
+                }
+            })
+        }
+    }
+
+    fn setup() -> (
+        Arc<BlockGraph>,
+        Arc<ExportRegistry>,
+        Arc<Mutex<Vec<String>>>,
+    ) {
+        let graph = Arc::new(BlockGraph::new());
+        let opts = BlockdevOptions::new(DriverOptions::NullCo(NullOptions::default())).named("n0");
+        graph.add(&opts).expect("add node");
+        let deleted = Arc::new(Mutex::new(Vec::new()));
+        let d = deleted.clone();
+        let reg = ExportRegistry::new(move |id, _| {
+            d.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(id.to_string())
+        });
+        (graph, reg, deleted)
+    }
+
+    fn add(graph: &Arc<BlockGraph>, reg: &ExportRegistry, id: &str, clients: usize) -> Arc<Fake> {
+        let fake = Arc::new(Fake::default());
+        fake.clients.store(clients, Ordering::SeqCst);
+        let user = graph.attach("n0", Perms::export(false)).expect("attach");
+        reg.add(id, BlockExportType::Nbd, "n0", None, fake.clone(), user)
+            .expect("add export");
+        fake
+    }
+
+    #[tokio::test]
+    async fn ids_are_unique_and_listed_newest_first() {
+        let (graph, reg, _) = setup();
+        add(&graph, &reg, "a", 0);
+        add(&graph, &reg, "b", 0);
+        assert_eq!(
+            reg.check_id("a"),
+            Err(ExportError::new("Block export id 'a' is already in use"))
+        );
+        let ids: Vec<String> = reg.query().into_iter().map(|e| e.id).collect();
+        assert_eq!(ids, ["b", "a"]);
+    }
+
+    #[tokio::test]
+    async fn unused_export_goes_at_once_and_frees_its_node() {
+        let (graph, reg, deleted) = setup();
+        add(&graph, &reg, "e", 0);
+        assert!(graph.remove("n0").is_err(), "node in use by the export");
+        reg.remove("e", BlockExportRemoveMode::Safe)
+            .expect("remove");
+        assert_eq!(*deleted.lock().unwrap_or_else(|e| e.into_inner()), ["e"]);
+        assert!(reg.query().is_empty());
+        assert_eq!(
+            reg.remove("e", BlockExportRemoveMode::Safe),
+            Err(ExportError::new("Export 'e' is not found"))
+        );
+        graph.remove("n0").expect("node free again");
+    }
+
+    #[tokio::test]
+    async fn safe_refuses_while_connected_hard_disconnects() {
+        let (graph, reg, deleted) = setup();
+        let fake = add(&graph, &reg, "e", 2);
+        assert_eq!(
+            reg.remove("e", BlockExportRemoveMode::Safe),
+            Err(ExportError::new("export 'e' still in use"))
+        );
+        assert!(deleted.lock().unwrap_or_else(|e| e.into_inner()).is_empty());
+        reg.remove("e", BlockExportRemoveMode::Hard)
+            .expect("hard remove");
+        assert_eq!(fake.hard.load(Ordering::SeqCst), 1);
+        assert_eq!(*deleted.lock().unwrap_or_else(|e| e.into_inner()), ["e"]);
+    }
+
+    #[tokio::test]
+    async fn deletion_waits_for_the_last_client() {
+        let (graph, reg, deleted) = setup();
+        // An export whose clients ignore a soft shutdown: removal is
+        // reported only when they are gone, meanwhile it is shutting down.
+        let fake = add(&graph, &reg, "e", 1);
+        fake.clients.store(1, Ordering::SeqCst);
+        // Safe mode refuses; emulate QEMU's path where clients leave later.
+        assert!(reg.remove("e", BlockExportRemoveMode::Safe).is_err());
+        {
+            let mut entries = reg.lock();
+            entries[0].shutting_down = true;
+        }
+        assert!(reg.query()[0].shutting_down);
+        assert!(
+            reg.remove("e", BlockExportRemoveMode::Hard).is_err(),
+            "already shutting down"
+        );
+        reg.finish("e");
+        assert_eq!(*deleted.lock().unwrap_or_else(|e| e.into_inner()), ["e"]);
+    }
+}
