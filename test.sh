@@ -6,6 +6,8 @@ cd "$(dirname "$0")"
 
 need() { command -v "$1" >/dev/null 2>&1; }
 need cargo || { echo "test.sh: cargo is missing; install Rust (rustup) first" >&2; exit 1; }
+# nbdinfo for tests/nbd_clients.rs
+need nbdinfo || { apt-get update -qq && apt-get install -y -qq libnbd-bin; }
 
 echo "== formatting"
 cargo fmt --all --check

@@ -1,13 +1,22 @@
-//! NBD server state: `nbd-server-start`/`-stop`, export names.
+//! NBD server state and glue: `nbd-server-start`/`-stop`, export names,
+//! the accept loop that hands connections to [`session`](super::session)
+//! (max-connections, handshake timeout) and client counting per export.
 
-use std::collections::HashMap;
+use std::future::Future;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use storage_block::BlockDevice;
-use tokio::sync::{Notify, watch};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 
+use super::codec::{
+    FLAG_CAN_MULTI_CONN, FLAG_HAS_FLAGS, FLAG_READ_ONLY, FLAG_SEND_CACHE, FLAG_SEND_FAST_ZERO,
+    FLAG_SEND_FLUSH, FLAG_SEND_FUA, FLAG_SEND_TRIM, FLAG_SEND_WRITE_ZEROES,
+};
+use super::session::{self, ExportLookup};
 use crate::registry::{BoxFuture, Export, ExportError};
 
 /// Where and how the server listens.
@@ -40,9 +49,81 @@ pub struct NbdExportOptions {
 pub struct NbdExport {
     pub opts: NbdExportOptions,
     pub device: Arc<dyn BlockDevice>,
+    /// Transmission flags every client gets (QEMU's `exp->nbdflags`).
+    flags: u16,
     clients: AtomicUsize,
-    closing: AtomicBool,
+    /// Turns true on shutdown: new clients are refused, connected ones
+    /// are disconnected.
+    closing: watch::Sender<bool>,
     changed: Notify,
+}
+
+impl NbdExport {
+    /// `multi_conn` is false when the server allows one connection only.
+    pub fn new(
+        opts: NbdExportOptions,
+        device: Arc<dyn BlockDevice>,
+        multi_conn: bool,
+    ) -> Arc<Self> {
+        // The flags QEMU's nbd_export_create() sets.
+        let mut flags = FLAG_HAS_FLAGS | FLAG_SEND_FLUSH | FLAG_SEND_FUA | FLAG_SEND_CACHE;
+        if multi_conn {
+            flags |= FLAG_CAN_MULTI_CONN;
+        }
+        if opts.writable {
+            flags |= FLAG_SEND_TRIM | FLAG_SEND_WRITE_ZEROES | FLAG_SEND_FAST_ZERO;
+        } else {
+            flags |= FLAG_READ_ONLY;
+        }
+        Arc::new(NbdExport {
+            opts,
+            device,
+            flags,
+            clients: AtomicUsize::new(0),
+            closing: watch::Sender::new(false),
+            changed: Notify::new(),
+        })
+    }
+
+    /// The transmission flags before per-client additions (`SEND_DF`).
+    pub fn flags(&self) -> u16 {
+        self.flags
+    }
+
+    pub fn is_closing(&self) -> bool {
+        *self.closing.borrow()
+    }
+
+    /// Counts a client that selected this export, until the guard drops;
+    /// `None` once the export is shutting down.
+    pub fn attach(self: &Arc<Self>) -> Option<ClientGuard> {
+        self.clients.fetch_add(1, Ordering::SeqCst);
+        let guard = ClientGuard(self.clone());
+        // Checked after counting, so shutdown() either sees the client
+        // or the client sees the flag.
+        if self.is_closing() {
+            return None;
+        }
+        Some(guard)
+    }
+
+    /// Resolves when the export shuts down (the client must go).
+    pub fn closed(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut rx = self.closing.subscribe();
+        async move {
+            let _ = rx.wait_for(|c| *c).await;
+        }
+    }
+}
+
+/// A connected client of an [`NbdExport`].
+pub struct ClientGuard(Arc<NbdExport>);
+
+impl Drop for ClientGuard {
+    fn drop(&mut self) {
+        self.0.clients.fetch_sub(1, Ordering::SeqCst);
+        self.0.changed.notify_waiters();
+    }
 }
 
 impl Export for NbdExport {
@@ -51,7 +132,9 @@ impl Export for NbdExport {
     }
 
     fn shutdown(&self, _hard: bool) {
-        self.closing.store(true, Ordering::SeqCst);
+        // QEMU closes the clients in either mode: safe mode only gets here
+        // when there are none.
+        self.closing.send_replace(true);
         self.changed.notify_waiters();
     }
 
@@ -71,7 +154,8 @@ impl Export for NbdExport {
 struct Running {
     stop: watch::Sender<bool>,
     opts: NbdServerOptions,
-    exports: HashMap<String, Arc<NbdExport>>,
+    /// In creation order (`NBD_OPT_LIST` order).
+    exports: Vec<Arc<NbdExport>>,
     socket_path: Option<PathBuf>,
 }
 
@@ -110,7 +194,7 @@ impl NbdServer {
                         os_reason(&e)
                     ))
                 })?;
-                tokio::spawn(accept_unix(self.clone(), l, stop_rx));
+                tokio::spawn(accept_unix(self.clone(), l, opts.clone(), stop_rx));
                 Some(path.clone())
             }
             NbdListen::Tcp { host, port } => {
@@ -134,14 +218,14 @@ impl NbdServer {
                     .map_err(|e| ExportError::new(e.to_string()))?;
                 let l = tokio::net::TcpListener::from_std(std)
                     .map_err(|e| ExportError::new(e.to_string()))?;
-                tokio::spawn(accept_tcp(self.clone(), l, stop_rx));
+                tokio::spawn(accept_tcp(self.clone(), l, opts.clone(), stop_rx));
                 None
             }
         };
         *running = Some(Running {
             stop,
             opts,
-            exports: HashMap::new(),
+            exports: Vec::new(),
             socket_path,
         });
         Ok(())
@@ -156,7 +240,7 @@ impl NbdServer {
         if let Some(p) = r.socket_path {
             let _ = std::fs::remove_file(p);
         }
-        Ok(r.exports.into_keys().collect())
+        Ok(r.exports.iter().map(|e| e.opts.name.clone()).collect())
     }
 
     /// Creates an export on the running server.
@@ -175,27 +259,32 @@ impl NbdServer {
                 opts.name
             )));
         }
-        if r.exports.contains_key(&opts.name) {
+        if r.exports
+            .iter()
+            .any(|e| e.opts.name == opts.name && !e.is_closing())
+        {
             return Err(ExportError::new(format!(
                 "NBD server already has export named '{}'",
                 opts.name
             )));
         }
-        let export = Arc::new(NbdExport {
-            opts: opts.clone(),
-            device,
-            clients: AtomicUsize::new(0),
-            closing: AtomicBool::new(false),
-            changed: Notify::new(),
-        });
-        r.exports.insert(opts.name, export.clone());
+        let export = NbdExport::new(opts, device, r.opts.max_connections != 1);
+        r.exports.push(export.clone());
         Ok(export)
     }
 
     /// Forgets an export's name (after the registry removed it).
     pub fn remove_export(&self, name: &str) {
         if let Some(r) = self.lock().as_mut() {
-            r.exports.remove(name);
+            // The one that shut down, not a new export of the same name.
+            let pos = r
+                .exports
+                .iter()
+                .position(|e| e.opts.name == name && e.is_closing())
+                .or_else(|| r.exports.iter().position(|e| e.opts.name == name));
+            if let Some(p) = pos {
+                r.exports.remove(p);
+            }
         }
     }
 
@@ -209,29 +298,103 @@ fn os_reason(e: &std::io::Error) -> String {
     s.split(" (os error").next().unwrap_or(&s).to_string()
 }
 
-async fn accept_unix(
-    _server: Arc<NbdServer>,
-    l: tokio::net::UnixListener,
-    mut stop: watch::Receiver<bool>,
-) {
-    loop {
-        tokio::select! {
-            _ = stop.changed() => break,
-            // The protocol arrives with the NBD issue: connections close.
-            c = l.accept() => drop(c),
+impl ExportLookup for NbdServer {
+    fn exports(&self) -> Vec<Arc<NbdExport>> {
+        match self.lock().as_ref() {
+            Some(r) => r
+                .exports
+                .iter()
+                .filter(|e| !e.is_closing())
+                .cloned()
+                .collect(),
+            None => Vec::new(),
         }
     }
 }
 
-async fn accept_tcp(
-    _server: Arc<NbdServer>,
-    l: tokio::net::TcpListener,
-    mut stop: watch::Receiver<bool>,
-) {
-    loop {
-        tokio::select! {
-            _ = stop.changed() => break,
-            c = l.accept() => drop(c),
+/// What every accept loop shares: the connection limit and the handshake
+/// deadline of the server it belongs to.
+struct Accepting {
+    server: Arc<NbdServer>,
+    /// `None` when max-connections is 0 (unlimited).
+    slots: Option<Arc<Semaphore>>,
+    handshake_limit: Option<Duration>,
+}
+
+impl Accepting {
+    fn new(server: Arc<NbdServer>, opts: &NbdServerOptions) -> Self {
+        Accepting {
+            server,
+            slots: (opts.max_connections > 0)
+                .then(|| Arc::new(Semaphore::new(opts.max_connections as usize))),
+            handshake_limit: (opts.handshake_max_seconds > 0)
+                .then(|| Duration::from_secs(u64::from(opts.handshake_max_seconds))),
         }
     }
+
+    /// Waits for a free connection slot. Like QEMU, a full server stops
+    /// accepting (clients wait in the backlog) instead of refusing.
+    async fn slot(&self) -> Option<OwnedSemaphorePermit> {
+        match &self.slots {
+            Some(s) => s.clone().acquire_owned().await.ok(),
+            None => None,
+        }
+    }
+
+    fn spawn<S>(&self, stream: S, slot: Option<OwnedSemaphorePermit>)
+    where
+        S: AsyncRead + AsyncWrite + Send + 'static,
+    {
+        let lookup: Arc<dyn ExportLookup> = self.server.clone();
+        let limit = self.handshake_limit;
+        tokio::spawn(async move {
+            // Errors end this connection only; nobody else is told.
+            let _ = session::serve(stream, lookup, limit).await;
+            drop(slot);
+        });
+    }
 }
+
+macro_rules! accept_loop {
+    ($name:ident, $listener:ty, $prepare:expr) => {
+        async fn $name(
+            server: Arc<NbdServer>,
+            l: $listener,
+            opts: NbdServerOptions,
+            mut stop: watch::Receiver<bool>,
+        ) {
+            let acc = Accepting::new(server, &opts);
+            loop {
+                let slot = tokio::select! {
+                    _ = stop.changed() => break,
+                    s = acc.slot() => s,
+                };
+                tokio::select! {
+                    _ = stop.changed() => break,
+                    c = l.accept() => match c {
+                        Ok((stream, _)) => {
+                            $prepare(&stream);
+                            acc.spawn(stream, slot)
+                        }
+                        // EMFILE and friends: back off instead of spinning.
+                        Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                    },
+                }
+            }
+        }
+    };
+}
+
+accept_loop!(
+    accept_unix,
+    tokio::net::UnixListener,
+    |_: &tokio::net::UnixStream| {}
+);
+// Replies go out whole; Nagle would only delay them.
+accept_loop!(
+    accept_tcp,
+    tokio::net::TcpListener,
+    |s: &tokio::net::TcpStream| {
+        let _ = s.set_nodelay(true);
+    }
+);
