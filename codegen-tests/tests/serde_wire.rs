@@ -67,6 +67,11 @@ mod structs {
         assert!(e.contains("missing field `sides`"), "{e}");
         reject::<Nothing>(json!({"x": 1}));
         reject::<Point>(json!("1,2"));
+        // QMP has no positional form: an array of member values is refused
+        // (serde's derive alone would take it), also nested and in unions.
+        let e = reject::<Point>(json!([1, 2]));
+        assert!(e.contains("invalid type: sequence"), "{e}");
+        reject::<Polygon>(json!({"name": "n", "outline": [[0, 0]], "sides": 3}));
         // Members whose condition is off do not exist: CONFIG_AREA is off,
         // and so are both conditions of Triangle's 'weights'.
         reject::<Polygon>(json!({"name": "n", "outline": [], "sides": 3, "area": 1.5}));

@@ -11,11 +11,13 @@ pub use serde_json;
 
 mod error;
 mod event;
+mod object;
 mod union;
 mod wire;
 
 pub use error::{ErrorClass, QmpError};
 pub use event::{Event, Timestamp, event_message};
+pub use object::ObjectOnly;
 pub use union::{empty_rest, put, put_flat, put_opt, rest, take, take_opt};
 pub use wire::{qmp_message, write_qmp_json, write_qmp_json_pretty};
 

@@ -247,7 +247,11 @@ fn emit_struct(g: &Gen<'_>, w: &mut Writer, id: EntityId, e: &Entity, members: &
     w.cfg(&g.cfg(&e.ifcond));
     w.line("#[derive(Debug, Clone, PartialEq, ::qapi_rt::serde::Serialize, ::qapi_rt::serde::Deserialize)]");
     w.line(SERDE_ATTR);
-    w.line("#[serde(deny_unknown_fields)]");
+    // `remote = "Self"`: the derive makes inherent (de)serialize functions;
+    // the trait impls below wrap them so that only a JSON object (not an
+    // array of member values, which serde's derive would also take) is
+    // accepted, as QMP requires.
+    w.line("#[serde(deny_unknown_fields, remote = \"Self\")]");
     if members.is_empty() {
         w.line(&format!("pub struct {name} {{}}"));
     } else {
@@ -255,6 +259,25 @@ fn emit_struct(g: &Gen<'_>, w: &mut Writer, id: EntityId, e: &Entity, members: &
         emit_fields(g, w, id, members, None, true);
         w.close("}");
     }
+    w.blank();
+    let ecfg = g.cfg(&e.ifcond);
+    w.cfg(&ecfg);
+    w.open(&format!("impl ::qapi_rt::serde::Serialize for {name} {{"));
+    w.open("fn serialize<S: ::qapi_rt::serde::Serializer>(&self, serializer: S) -> ::core::result::Result<S::Ok, S::Error> {");
+    w.line(&format!("{name}::serialize(self, serializer)"));
+    w.close("}");
+    w.close("}");
+    w.blank();
+    w.cfg(&ecfg);
+    w.open(&format!(
+        "impl<'de> ::qapi_rt::serde::Deserialize<'de> for {name} {{"
+    ));
+    w.open("fn deserialize<D: ::qapi_rt::serde::Deserializer<'de>>(deserializer: D) -> ::core::result::Result<Self, D::Error> {");
+    w.line(&format!(
+        "{name}::deserialize(::qapi_rt::ObjectOnly(deserializer))"
+    ));
+    w.close("}");
+    w.close("}");
     w.blank();
 }
 
