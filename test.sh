@@ -8,6 +8,11 @@ need() { command -v "$1" >/dev/null 2>&1; }
 need cargo || { echo "test.sh: cargo is missing; install Rust (rustup) first" >&2; exit 1; }
 # nbdinfo for tests/nbd_clients.rs
 need nbdinfo || { apt-get update -qq && apt-get install -y -qq libnbd-bin; }
+# qemu-storage-daemon, qemu-img and qemu-io: the reference daemon of the
+# differential tests and the image tools (this machine kind has them)
+need qemu-storage-daemon || { apt-get update -qq && apt-get install -y -qq qemu-utils; }
+# The Python QMP client (PyPI qemu.qmp) for tests/qmp_python.rs
+python3 -c 'import qemu.qmp' 2>/dev/null || python3 -m pip install --quiet qemu.qmp
 
 echo "== formatting"
 cargo fmt --all --check

@@ -1,7 +1,7 @@
 //! The daemon's state and its QMP command handlers (the generated
 //! `Commands` trait), shared by every monitor.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use qapi_rt::{CommandInfo, QmpError};
 use qmp_types as q;
@@ -29,7 +29,16 @@ pub struct Daemon {
     pub events: Events,
     /// Turns true when the daemon should shut down.
     pub shutdown: watch::Sender<bool>,
+    /// Ids of the `--object iothread` objects (exports name them).
+    pub iothreads: Mutex<Vec<String>>,
     commands: Vec<CommandInfo>,
+}
+
+/// QEMU's `id_wellformed()`: a letter, then letters, digits, `-`, `.`, `_`.
+fn id_wellformed(id: &str) -> bool {
+    let mut chars = id.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || "-._".contains(c))
 }
 
 fn generic(e: impl ToString) -> QmpError {
@@ -57,6 +66,7 @@ impl Daemon {
             nbd,
             events,
             shutdown,
+            iothreads: Mutex::new(Vec::new()),
             commands: q::commands(),
         })
     }
@@ -85,7 +95,8 @@ impl Daemon {
             .map_err(|e| generic(e.desc()))
     }
 
-    /// `nbd-server-start` and `--nbd-server`.
+    /// `nbd-server-start` and `--nbd-server`: as in QEMU, the socket is
+    /// bound before TLS options are looked at.
     pub fn nbd_start(
         &self,
         addr: &q::SocketAddress,
@@ -93,8 +104,8 @@ impl Daemon {
         handshake: Option<u32>,
         tls_creds: Option<&str>,
     ) -> Result<(), QmpError> {
-        if let Some(id) = tls_creds {
-            return Err(generic(format!("No TLS credentials with id '{id}'")));
+        if self.nbd.is_running() {
+            return Err(generic("NBD server already running"));
         }
         let listen = convert::nbd_listen(addr).map_err(generic)?;
         self.nbd
@@ -103,12 +114,26 @@ impl Daemon {
                 max_connections: max_connections.unwrap_or(100),
                 handshake_max_seconds: handshake.unwrap_or(10),
             })
-            .map_err(generic)
+            .map_err(generic)?;
+        if let Some(id) = tls_creds {
+            // There are no TLS credential objects.
+            let _ = self.nbd.stop();
+            return Err(generic(format!("No TLS credentials with id '{id}'")));
+        }
+        Ok(())
     }
 
-    /// `block-export-add` and `--export`.
+    /// `block-export-add` and `--export`, with QEMU's checks in QEMU's
+    /// order (`blk_exp_add()`, then the driver's create).
     pub fn export_add(&self, arg: &q::BlockExportOptions) -> Result<(), QmpError> {
+        if !id_wellformed(&arg.id) {
+            return Err(generic("Invalid block export id"));
+        }
         self.exports.check_id(&arg.id).map_err(generic)?;
+        #[allow(irrefutable_let_patterns)]
+        let q::BlockExportOptionsBranch::Nbd(n) = &arg.branch else {
+            return Err(generic("No driver found for the requested export type"));
+        };
         let node = self.graph.get(&arg.node_name).map_err(|_| {
             generic(format!(
                 "Cannot find device='' nor node-name='{}'",
@@ -119,40 +144,54 @@ impl Daemon {
         if writable && node.info().read_only {
             return Err(generic("Cannot export read-only node as writable"));
         }
-        match &arg.branch {
-            q::BlockExportOptionsBranch::Nbd(n) => {
-                let name = n.name.clone().unwrap_or_else(|| arg.node_name.clone());
-                let opts = NbdExportOptions {
-                    name: name.clone(),
-                    description: n.description.clone(),
-                    writable,
-                    allocation_depth: n.allocation_depth.unwrap_or(false),
-                };
-                if !self.nbd.is_running() {
-                    return Err(generic("NBD server not running"));
-                }
-                let user = self
-                    .graph
-                    .attach(&arg.node_name, Perms::export(writable))
-                    .map_err(|e| generic(e.desc()))?;
-                let export = self
-                    .nbd
-                    .add_export(opts, user.device().clone())
-                    .map_err(generic)?;
-                self.exports
-                    .add(
-                        &arg.id,
-                        q::BlockExportType::Nbd,
-                        &arg.node_name,
-                        Some(name),
-                        export,
-                        user,
-                    )
-                    .map_err(generic)
+        if let Some(id) = &arg.iothread {
+            let known = self
+                .iothreads
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains(id);
+            if !known {
+                return Err(generic(format!("iothread \"{id}\" not found")));
             }
-            #[allow(unreachable_patterns)]
-            _ => Err(generic("No driver found for the requested export type")),
         }
+        let user = self
+            .graph
+            .attach(&arg.node_name, Perms::export(writable))
+            .map_err(|e| generic(e.desc()))?;
+        let name = n.name.clone().unwrap_or_else(|| arg.node_name.clone());
+        let opts = NbdExportOptions {
+            name: name.clone(),
+            description: n.description.clone(),
+            writable,
+            allocation_depth: n.allocation_depth.unwrap_or(false),
+        };
+        self.nbd.check_export(&opts).map_err(generic)?;
+        // There are no dirty bitmaps (no command creates one).
+        if let Some(b) = n.bitmaps.as_ref().and_then(|b| b.first()) {
+            return Err(generic(match b {
+                q::BlockDirtyBitmapOrStr::Local(name) => {
+                    format!("Bitmap '{name}' is not found")
+                }
+                q::BlockDirtyBitmapOrStr::External(b) => match self.graph.get(&b.node) {
+                    Ok(_) => format!("Dirty bitmap '{}' not found", b.name),
+                    Err(_) => format!("Node '{}' not found", b.node),
+                },
+            }));
+        }
+        let export = self
+            .nbd
+            .add_export(opts, user.device().clone())
+            .map_err(generic)?;
+        self.exports
+            .add(
+                &arg.id,
+                q::BlockExportType::Nbd,
+                &arg.node_name,
+                Some(name),
+                export,
+                user,
+            )
+            .map_err(generic)
     }
 }
 
@@ -274,6 +313,11 @@ impl q::Commands for Daemon {
         addr: q::SocketAddressLegacy,
     ) -> Result<(), QmpError> {
         let addr = convert::socket_address(addr);
+        if matches!(addr.branch, q::SocketAddressBranch::Fd(_)) && !self.nbd.is_running() {
+            // What qsd answers: its monitors hold no file descriptors
+            // (the command line's `addr.type=fd` is another matter).
+            return Err(generic("only QEMU supports file descriptor passing"));
+        }
         self.nbd_start(
             &addr,
             max_connections,
@@ -283,13 +327,26 @@ impl q::Commands for Daemon {
     }
 
     async fn nbd_server_add(&self, arg: q::NbdServerAddOptions) -> Result<(), QmpError> {
+        // The device is looked up first, as a device or a node name.
+        let node = self.graph.get(&arg.device).map_err(|_| {
+            generic(format!(
+                "Cannot find device='{0}' nor node-name='{0}'",
+                arg.device
+            ))
+        })?;
         let name = arg.name.clone().unwrap_or_else(|| arg.device.clone());
+        // nbd-server-add quietly exports a read-only node read-only.
+        let writable = if node.info().read_only {
+            Some(false)
+        } else {
+            arg.writable
+        };
         let export = q::BlockExportOptions {
             id: name.clone(),
             fixed_iothread: None,
             iothread: None,
             node_name: arg.device.clone(),
-            writable: arg.writable,
+            writable,
             writethrough: None,
             allow_inactive: None,
             branch: q::BlockExportOptionsBranch::Nbd(q::BlockExportOptionsNbd {
@@ -299,9 +356,6 @@ impl q::Commands for Daemon {
                 allocation_depth: None,
             }),
         };
-        if !self.nbd.is_running() {
-            return Err(generic("NBD server not running"));
-        }
         self.export_add(&export)
     }
 

@@ -15,16 +15,21 @@ pub struct Pidfile {
 
 impl Pidfile {
     /// Creates and locks `path`, then writes our pid, as QEMU does: a file
-    /// locked by a running instance is refused.
-    pub fn create(path: &Path) -> io::Result<Pidfile> {
+    /// locked by a running instance is refused. Errors are worded as in
+    /// QEMU's `qemu_write_pidfile()`.
+    pub fn create(path: &Path) -> Result<Pidfile, String> {
         use std::os::unix::fs::OpenOptionsExt;
+        let reason = |e: &io::Error| {
+            let s = e.to_string();
+            s.split(" (os error").next().unwrap_or(&s).to_string()
+        };
         let mut file = std::fs::OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(false)
             .mode(0o600)
-            .open(path)?;
-        // SAFETY: plain fcntl on a descriptor we own.
+            .open(path)
+            .map_err(|e| format!("Could not create '{}': {}", path.display(), reason(&e)))?;
         let lock = libc::flock {
             l_type: libc::F_WRLCK as _,
             l_whence: libc::SEEK_SET as _,
@@ -32,11 +37,15 @@ impl Pidfile {
             l_len: 0,
             l_pid: 0,
         };
+        // SAFETY: plain fcntl on a descriptor we own.
         if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETLK, &lock) } != 0 {
-            return Err(io::Error::last_os_error());
+            let e = io::Error::last_os_error();
+            return Err(format!("Cannot lock pid file: {}", reason(&e)));
         }
-        file.set_len(0)?;
-        writeln!(file, "{}", std::process::id())?;
+        file.set_len(0)
+            .map_err(|e| format!("Failed to truncate pid file: {}", reason(&e)))?;
+        writeln!(file, "{}", std::process::id())
+            .map_err(|e| format!("Failed to write pid file: {}", reason(&e)))?;
         Ok(Pidfile {
             path: path.to_path_buf(),
             file,
@@ -124,19 +133,25 @@ pub fn daemonize() -> io::Result<DaemonChild> {
     }
 }
 
-/// Resolves when SIGTERM, SIGINT or SIGHUP arrives.
-pub async fn termination_signal() {
+/// Resolves when SIGTERM, SIGINT or SIGHUP arrives. The handlers are
+/// installed when this is called (inside the runtime), not when the
+/// future is first polled, so that a signal sent as soon as startup is
+/// reported (pid file, `--daemonize`) is not lost to the default action.
+pub fn termination_signal() -> impl std::future::Future<Output = ()> + Send {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+    let signals = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
         signal(SignalKind::hangup()),
-    ) else {
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-        _ = hup.recv() => {}
+    );
+    async move {
+        let (Ok(mut term), Ok(mut int), Ok(mut hup)) = signals else {
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+            _ = hup.recv() => {}
+        }
     }
 }

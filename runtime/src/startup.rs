@@ -89,6 +89,8 @@ pub fn run(
     };
     let code = rt.block_on(async move {
         let daemon = Daemon::new();
+        // Before anything is reported as started.
+        let signals = lifecycle::termination_signal();
         let mut started = Started::default();
         let code = match start(&daemon, options, pidfile, &mut started).await {
             Ok(Some(status)) => status,
@@ -99,7 +101,7 @@ pub fn run(
                 let mut stop = daemon.shutdown.subscribe();
                 tokio::select! {
                     _ = stop.wait_for(|s| *s) => {}
-                    _ = lifecycle::termination_signal() => {}
+                    _ = signals => {}
                 }
                 0
             }
@@ -155,10 +157,18 @@ async fn start(
                 .map_err(|e| fail(e.desc))?,
             Startup::Chardev { id, listen } => {
                 if chardevs.contains_key(&id) {
-                    return Err(fail(format!("attempt to add duplicate chardev '{id}'")));
+                    // A socket chardev registers its yank instance (named
+                    // after the id) first: that is what QEMU finds taken.
+                    return Err(fail("duplicate yank instance".into()));
                 }
-                let l = Listener::bind(&listen)
-                    .map_err(|e| fail(format!("Failed to bind socket: {}", os_reason(&e))))?;
+                let l = Listener::bind(&listen).map_err(|e| {
+                    fail(match &listen {
+                        // QEMU checks that an inherited descriptor is a
+                        // socket (a closed one is not either).
+                        ListenAddress::Fd(n) => format!("File descriptor '{n}' is not a socket"),
+                        _ => format!("Failed to bind socket: {}", os_reason(&e)),
+                    })
+                })?;
                 if let ListenAddress::Unix(p) = &listen {
                     started.sockets.push(p.clone());
                 }
@@ -169,7 +179,7 @@ async fn start(
                     return Err(fail(format!("chardev \"{chardev}\" not found")));
                 };
                 let Some(listener) = slot.take() else {
-                    return Err(fail(format!("Device '{chardev}' is in use")));
+                    return Err(fail(format!("chardev '{chardev}' is already in use")));
                 };
                 let backend: Arc<dyn server::Backend> = daemon.clone();
                 let stop = daemon.shutdown.subscribe();
@@ -190,7 +200,12 @@ async fn start(
                         "attempt to add duplicate property '{id}' to object (type 'container')"
                     )));
                 }
-                objects.push(id);
+                objects.push(id.clone());
+                daemon
+                    .iothreads
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(id);
             }
             Startup::PrintHelp { text, status } => {
                 print!("{text}");
@@ -201,11 +216,7 @@ async fn start(
     if let Some(p) = pidfile {
         let pf = Pidfile::create(&p).map_err(|e| StartupError {
             option: None,
-            message: format!(
-                "cannot create PID file: Could not create '{}': {}",
-                p.display(),
-                os_reason(&e)
-            ),
+            message: format!("cannot create PID file: {e}"),
         })?;
         started.pidfile = Some(pf);
     }

@@ -250,27 +250,20 @@ impl NbdServer {
         device: Arc<dyn BlockDevice>,
     ) -> Result<Arc<NbdExport>, ExportError> {
         let mut running = self.lock();
+        check_export(running.as_ref(), &opts)?;
         let Some(r) = running.as_mut() else {
             return Err(ExportError::new("NBD server not running"));
         };
-        if opts.name.len() > 4096 {
-            return Err(ExportError::new(format!(
-                "export name '{}' too long",
-                opts.name
-            )));
-        }
-        if r.exports
-            .iter()
-            .any(|e| e.opts.name == opts.name && !e.is_closing())
-        {
-            return Err(ExportError::new(format!(
-                "NBD server already has export named '{}'",
-                opts.name
-            )));
-        }
         let export = NbdExport::new(opts, device, r.opts.max_connections != 1);
         r.exports.push(export.clone());
         Ok(export)
+    }
+
+    /// What QEMU checks before it creates an NBD export, in its order:
+    /// the server runs, name and description fit (4096 bytes, the NBD
+    /// protocol's limit), the name is free.
+    pub fn check_export(&self, opts: &NbdExportOptions) -> Result<(), ExportError> {
+        check_export(self.lock().as_ref(), opts)
     }
 
     /// Forgets an export's name (after the registry removed it).
@@ -291,6 +284,31 @@ impl NbdServer {
     pub fn max_connections(&self) -> Option<u32> {
         self.lock().as_ref().map(|r| r.opts.max_connections)
     }
+}
+
+fn check_export(running: Option<&Running>, opts: &NbdExportOptions) -> Result<(), ExportError> {
+    let Some(r) = running else {
+        return Err(ExportError::new("NBD server not running"));
+    };
+    if opts.name.len() > 4096 {
+        return Err(ExportError::new(format!(
+            "export name '{}' too long",
+            opts.name
+        )));
+    }
+    if let Some(d) = opts.description.as_ref().filter(|d| d.len() > 4096) {
+        return Err(ExportError::new(format!("description '{d}' too long")));
+    }
+    if r.exports
+        .iter()
+        .any(|e| e.opts.name == opts.name && !e.is_closing())
+    {
+        return Err(ExportError::new(format!(
+            "NBD server already has export named '{}'",
+            opts.name
+        )));
+    }
+    Ok(())
 }
 
 fn os_reason(e: &std::io::Error) -> String {

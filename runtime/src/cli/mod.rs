@@ -34,10 +34,10 @@
 
 mod chardev;
 mod convert;
-mod json;
+pub(crate) mod json;
 mod keyval;
 mod numbers;
-mod order;
+pub(crate) mod order;
 mod types;
 
 pub use chardev::{ChardevAddr, ChardevBackend, ChardevSpec, SocketChardev, parse_fd};

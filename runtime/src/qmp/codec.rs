@@ -29,6 +29,11 @@ pub struct Splitter {
     escape: bool,
     /// A bare word or number at depth 0: ends at a delimiter.
     in_atom: bool,
+    /// The value being scanned passed [`MAX_MESSAGE`]: its bytes are
+    /// dropped as they come and it ends in an error, so the stream stays
+    /// in step with the client (as QEMU's streamer, which reports the
+    /// limit once the value is complete).
+    oversize: bool,
 }
 
 fn is_delimiter(b: u8) -> bool {
@@ -59,27 +64,65 @@ impl Splitter {
         self.in_string = None;
         self.escape = false;
         self.in_atom = false;
+        self.oversize = false;
     }
 
-    fn take(&mut self, end: usize) -> String {
+    /// Ends the value at `end` (exclusive): its text, or the error that
+    /// it was too long or not UTF-8.
+    fn take(&mut self, end: usize) -> Frame {
         let start = self.start.unwrap_or(0);
-        let text = String::from_utf8_lossy(&self.buf[start..end]).into_owned();
+        let frame = if self.oversize {
+            Frame::Error("JSON token size limit exceeded".into())
+        } else {
+            match std::str::from_utf8(&self.buf[start..end]) {
+                Ok(text) => Frame::Value(text.to_owned()),
+                // QEMU's parser: a string that is not UTF-8 (outside strings
+                // its lexer finds a stray byte first).
+                Err(_) => Frame::Error("JSON parse error, invalid UTF-8 sequence in string".into()),
+            }
+        };
         self.buf.drain(..end);
         self.scanned = 0;
         self.reset_value();
-        text
+        frame
+    }
+
+    /// QEMU's streamer hands a lone `}`, `]`, `:` or `,` to its parser,
+    /// which expects a value there.
+    fn stray(&mut self, i: usize) -> Frame {
+        self.buf.drain(..=i);
+        self.scanned = 0;
+        self.reset_value();
+        Frame::Error("JSON parse error, expecting value".into())
     }
 
     /// The next complete frame, if the buffered input holds one.
     pub fn next_frame(&mut self) -> Option<Frame> {
+        let frame = self.scan();
+        if frame.is_none() && self.oversize {
+            // Keep only the scanner state of an oversized value.
+            self.buf.clear();
+            self.scanned = 0;
+            self.start = Some(0);
+        }
+        frame
+    }
+
+    fn scan(&mut self) -> Option<Frame> {
         while self.scanned < self.buf.len() {
             let i = self.scanned;
             let b = self.buf[i];
             self.scanned += 1;
+            if let Some(s) = self.start
+                && !self.oversize
+                && self.scanned - s > MAX_MESSAGE
+            {
+                self.oversize = true;
+            }
             if self.in_atom {
                 if is_delimiter(b) {
                     self.scanned -= 1;
-                    return Some(Frame::Value(self.take(i)));
+                    return Some(self.take(i));
                 }
                 continue;
             }
@@ -91,7 +134,7 @@ impl Splitter {
                 } else if b == q {
                     self.in_string = None;
                     if self.depth == 0 {
-                        return Some(Frame::Value(self.take(i + 1)));
+                        return Some(self.take(i + 1));
                     }
                 }
                 continue;
@@ -115,46 +158,24 @@ impl Splitter {
                 }
                 b'}' | b']' => {
                     if self.depth == 0 {
-                        self.buf.drain(..=i);
-                        self.scanned = 0;
-                        self.reset_value();
-                        return Some(Frame::Error(format!(
-                            "JSON parse error, stray '{}'",
-                            b as char
-                        )));
+                        return Some(self.stray(i));
                     }
                     self.depth -= 1;
                     if self.depth == 0 {
-                        return Some(Frame::Value(self.take(i + 1)));
+                        return Some(self.take(i + 1));
                     }
                 }
                 b'"' | b'\'' => {
                     self.start.get_or_insert(i);
                     self.in_string = Some(b);
                 }
-                b':' | b',' if self.depth == 0 => {
-                    self.buf.drain(..=i);
-                    self.scanned = 0;
-                    self.reset_value();
-                    return Some(Frame::Error(format!(
-                        "JSON parse error, stray '{}'",
-                        b as char
-                    )));
-                }
+                b':' | b',' if self.depth == 0 => return Some(self.stray(i)),
                 _ => {
                     if self.depth == 0 {
                         self.start = Some(i);
                         self.in_atom = true;
                     }
                 }
-            }
-            if let Some(s) = self.start
-                && self.scanned - s > MAX_MESSAGE
-            {
-                self.buf.drain(..self.scanned);
-                self.scanned = 0;
-                self.reset_value();
-                return Some(Frame::Error("JSON token size limit exceeded".into()));
             }
         }
         None
@@ -202,10 +223,41 @@ mod tests {
         assert_eq!(
             frames("}{\"x\":1}"),
             vec![
-                Frame::Error("JSON parse error, stray '}'".into()),
+                Frame::Error("JSON parse error, expecting value".into()),
                 Frame::Value("{\"x\":1}".into())
             ]
         );
+    }
+
+    #[test]
+    fn oversized_values_end_in_one_error_and_resynchronise() {
+        let mut s = Splitter::new();
+        s.push(b"{\"id\": \"");
+        let chunk = vec![b'a'; 1 << 20];
+        for _ in 0..(MAX_MESSAGE >> 20) + 1 {
+            s.push(&chunk);
+            assert_eq!(s.next_frame(), None);
+            assert!(s.pending() <= MAX_MESSAGE + chunk.len() + 16);
+        }
+        s.push(b"\"} {\"x\":1}");
+        assert_eq!(
+            s.next_frame(),
+            Some(Frame::Error("JSON token size limit exceeded".into()))
+        );
+        assert_eq!(s.next_frame(), Some(Frame::Value("{\"x\":1}".into())));
+    }
+
+    #[test]
+    fn invalid_utf8_is_an_error() {
+        let mut s = Splitter::new();
+        s.push(b"{\"id\": \"\xc3\x28\"} {}");
+        assert_eq!(
+            s.next_frame(),
+            Some(Frame::Error(
+                "JSON parse error, invalid UTF-8 sequence in string".into()
+            ))
+        );
+        assert_eq!(s.next_frame(), Some(Frame::Value("{}".into())));
     }
 
     #[test]

@@ -85,9 +85,11 @@ impl Session {
             Frame::Error(msg) => return Action::Reply(error_reply(&generic(msg), None)),
             Frame::Value(text) => text,
         };
-        let value: Value = match serde_json::from_str(&text) {
+        // QEMU's own JSON dialect (single-quoted strings, duplicate keys
+        // refused) with its parser's error texts.
+        let value = match crate::cli::json::parse(&text) {
             Ok(v) => v,
-            Err(e) => return Action::Reply(error_reply(&generic(parse_error(&text, &e)), None)),
+            Err(e) => return Action::Reply(error_reply(&generic(e), None)),
         };
         let Value::Object(mut req) = value else {
             return Action::Reply(error_reply(
@@ -95,7 +97,7 @@ impl Session {
                 None,
             ));
         };
-        let id = req.remove("id");
+        let id = req.shift_remove("id");
         match self.check(req, lookup) {
             Ok(Action::Negotiated(_)) => Action::Negotiated(id),
             Ok(Action::Execute(mut e)) => {
@@ -107,41 +109,55 @@ impl Session {
         }
     }
 
+    /// QEMU's `qmp_dispatch_check_obj()` and `qmp_dispatch()`: members are
+    /// checked in the order a QDict iterates them, so that the same one is
+    /// reported when several are wrong; `exec-oob` is only a member once
+    /// out-of-band execution was enabled.
     fn check<'a>(
         &mut self,
         mut req: Map<String, Value>,
         lookup: impl Fn(&str) -> Option<&'a CommandInfo>,
     ) -> Result<Action, QmpError> {
-        for (k, v) in &req {
-            match k.as_str() {
-                "execute" | "exec-oob" if !v.is_string() => {
-                    return Err(generic(format!("QMP input member '{k}' must be a string")));
+        let mut exec_key: Option<&'static str> = None;
+        for k in crate::cli::order::qdict_order(req.keys().map(String::as_str)) {
+            match k {
+                "execute" | "exec-oob" if k == "execute" || self.oob => {
+                    if !req[k].is_string() {
+                        return Err(generic(format!("QMP input member '{k}' must be a string")));
+                    }
+                    if let Some(prev) = exec_key {
+                        return Err(generic(format!(
+                            "QMP input member '{k}' clashes with '{prev}'"
+                        )));
+                    }
+                    exec_key = Some(if k == "execute" {
+                        "execute"
+                    } else {
+                        "exec-oob"
+                    });
                 }
-                "arguments" if !v.is_object() => {
+                "arguments" if !req[k].is_object() => {
                     return Err(generic("QMP input member 'arguments' must be an object"));
                 }
-                "execute" | "exec-oob" | "arguments" => {}
+                "arguments" => {}
                 other => return Err(generic(format!("QMP input member '{other}' is unexpected"))),
             }
         }
-        let (name, oob) = match (req.remove("execute"), req.remove("exec-oob")) {
-            (Some(_), Some(_)) => {
-                return Err(generic(
-                    "QMP input member 'execute' clashes with 'exec-oob'",
-                ));
-            }
-            (Some(Value::String(n)), None) => (n, false),
-            (None, Some(Value::String(n))) => (n, true),
-            _ => return Err(generic("QMP input lacks member 'execute'")),
+        let Some(key) = exec_key else {
+            return Err(generic("QMP input lacks member 'execute'"));
         };
-        if oob && !self.oob {
-            return Err(generic("QMP input member 'exec-oob' is unexpected"));
-        }
+        let oob = key == "exec-oob";
+        let name = match req.remove(key) {
+            Some(Value::String(n)) => n,
+            _ => String::new(),
+        };
         let args = match req.remove("arguments") {
             Some(Value::Object(a)) => a,
             _ => Map::new(),
         };
         if !self.negotiated {
+            // Only qmp_capabilities exists before negotiation; QEMU then
+            // words "not found" this way.
             if name != "qmp_capabilities" {
                 return Err(QmpError::new(
                     ErrorClass::CommandNotFound,
@@ -156,15 +172,11 @@ impl Session {
         let Some(info) = lookup(&name) else {
             return Err(QmpError::command_not_found(&name));
         };
-        if name == "qmp_capabilities" {
-            return Err(QmpError::new(
-                ErrorClass::CommandNotFound,
-                "Capabilities negotiation is already complete, command ignored",
-            ));
-        }
         if oob && !info.allow_oob {
             return Err(generic(format!("The command {name} does not support OOB")));
         }
+        // After negotiation qmp_capabilities is an ordinary command whose
+        // handler refuses (once its arguments were checked).
         Ok(Action::Execute(Exec {
             reply: info.success_response,
             name,
@@ -205,19 +217,6 @@ impl Session {
         self.oob = oob;
         Ok(Action::Negotiated(None))
     }
-}
-
-/// QEMU's wording for a JSON syntax error.
-fn parse_error(text: &str, e: &serde_json::Error) -> String {
-    let word: String = text
-        .trim()
-        .chars()
-        .take_while(|c| c.is_ascii_alphanumeric())
-        .collect();
-    if !word.is_empty() && !word.starts_with(|c: char| c.is_ascii_digit()) {
-        return format!("JSON parse error, invalid keyword '{word}'");
-    }
-    format!("JSON parse error, {e}")
 }
 
 #[cfg(test)]
@@ -266,10 +265,11 @@ mod tests {
             run(&mut s, r#"{"execute":"qmp_capabilities","id":7}"#),
             Action::Negotiated(Some(json!(7)))
         );
-        assert_eq!(
-            err_desc(run(&mut s, r#"{"execute":"qmp_capabilities"}"#)),
-            "Capabilities negotiation is already complete, command ignored"
-        );
+        // Now an ordinary command: the handler refuses it.
+        assert!(matches!(
+            run(&mut s, r#"{"execute":"qmp_capabilities"}"#),
+            Action::Execute(e) if e.name == "qmp_capabilities"
+        ));
         match run(&mut s, r#"{"execute":"query-version","id":[1,{"a":2}]}"#) {
             Action::Execute(e) => assert_eq!(e.id, Some(json!([1, {"a": 2}]))),
             other => panic!("{other:?}"),
@@ -315,5 +315,13 @@ mod tests {
             err_desc(run(&mut s, "garbage")),
             "JSON parse error, invalid keyword 'garbage'"
         );
+        assert_eq!(
+            err_desc(run(&mut s, r#"{"execute":"a","execute":"b"}"#)),
+            "JSON parse error, duplicate key"
+        );
+        assert!(matches!(
+            run(&mut s, "{'execute':'query-version'}"),
+            Action::Execute(_)
+        ));
     }
 }

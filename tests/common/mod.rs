@@ -1,0 +1,523 @@
+//! Shared helpers of the daemon's integration tests: scratch directories,
+//! daemon processes (ours or qemu-storage-daemon) with a QMP monitor, and
+//! a small raw-socket QMP client. Every socket read has a timeout, every
+//! path is unique to the test, so tests run in parallel.
+
+#![allow(dead_code)]
+
+use std::collections::VecDeque;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value, json};
+
+/// Our binary.
+pub const OURS: &str = env!("CARGO_BIN_EXE_storage-daemon");
+/// The reference implementation, on every machine of this project.
+pub const QSD: &str = "qemu-storage-daemon";
+
+/// How long any single wait (a reply, a socket, an exit) may take.
+pub const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Fails the test when a tool the tests need is missing (`./test.sh`
+/// installs them), rather than skipping silently.
+pub fn require(tool: &str) {
+    let found = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {tool}"))
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        found,
+        "{tool} is missing: install it (./test.sh installs what the tests need)"
+    );
+}
+
+/// A directory of its own under /tmp, removed when dropped.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let p = PathBuf::from(format!(
+            "/tmp/sd-it-{}-{}-{nanos}-{tag}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
+        std::fs::create_dir_all(&p).expect("create temp dir");
+        TempDir(p)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    /// A path inside the directory, as a string for command lines.
+    pub fn join(&self, name: &str) -> String {
+        self.0.join(name).display().to_string()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `qemu-img create -f raw PATH SIZE`.
+pub fn create_image(path: &str, size: &str) {
+    let out = Command::new("qemu-img")
+        .args(["create", "-q", "-f", "raw", path, size])
+        .output()
+        .expect("run qemu-img");
+    assert!(out.status.success(), "qemu-img create: {out:?}");
+}
+
+/// A port on 127.0.0.1 nobody listens on right now.
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    l.local_addr().expect("local addr").port()
+}
+
+/// A daemon process; killed (if still running) when dropped.
+pub struct Daemon {
+    pub child: Child,
+    /// The monitor socket added by [`Daemon::start`], if any.
+    pub qmp_path: Option<String>,
+}
+
+impl Daemon {
+    /// Starts `bin ARGS` plus a QMP monitor on `DIR/qmp.sock` and waits
+    /// until the monitor accepts connections.
+    pub fn start(bin: &str, dir: &TempDir, args: &[String]) -> Daemon {
+        let qmp = dir.join("qmp.sock");
+        let mut all = vec![
+            "--chardev".to_string(),
+            format!("socket,id=qmp0,path={qmp},server=on,wait=off"),
+            "--monitor".to_string(),
+            "chardev=qmp0".to_string(),
+        ];
+        all.extend_from_slice(args);
+        let mut d = Daemon::spawn(bin, &all);
+        d.qmp_path = Some(qmp.clone());
+        d.wait_for_socket(&qmp);
+        d
+    }
+
+    /// Starts `bin ARGS` as is, stdout and stderr captured.
+    pub fn spawn(bin: &str, args: &[String]) -> Daemon {
+        let child = Command::new(bin)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {bin}: {e}"));
+        Daemon {
+            child,
+            qmp_path: None,
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        i32::try_from(self.child.id()).expect("pid")
+    }
+
+    /// Waits until a unix socket at `path` accepts connections.
+    pub fn wait_for_socket(&mut self, path: &str) {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            if UnixStream::connect(path).is_ok() {
+                return;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                let mut err = String::new();
+                if let Some(e) = self.child.stderr.as_mut() {
+                    let _ = e.read_to_string(&mut err);
+                }
+                panic!("daemon exited ({status}) before {path} existed: {err}");
+            }
+            assert!(Instant::now() < deadline, "{path} never accepted");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// A new negotiated connection to the monitor.
+    pub fn qmp(&self) -> Qmp {
+        let mut q = Qmp::connect(self.qmp_path.as_deref().expect("daemon has a monitor"));
+        q.negotiate();
+        q
+    }
+
+    /// Sends a signal to the daemon.
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on our own child.
+        let r = unsafe { libc::kill(self.pid(), sig) };
+        assert_eq!(r, 0, "kill");
+    }
+
+    /// Waits for the exit (at most [`TIMEOUT`]); returns the status and
+    /// what the daemon wrote to stderr.
+    pub fn wait(&mut self) -> (ExitStatus, String) {
+        let deadline = Instant::now() + TIMEOUT;
+        let status = loop {
+            if let Some(s) = self.child.try_wait().expect("try_wait") {
+                break s;
+            }
+            assert!(Instant::now() < deadline, "daemon did not exit in time");
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        let mut err = String::new();
+        if let Some(e) = self.child.stderr.as_mut() {
+            let _ = e.read_to_string(&mut err);
+        }
+        (status, err)
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `bin ARGS` to its end (at most [`TIMEOUT`]): status, stdout, stderr.
+pub fn run_to_exit(bin: &str, args: &[String]) -> (i32, String, String) {
+    let mut d = Daemon::spawn(bin, args);
+    let (status, err) = d.wait();
+    let mut out = String::new();
+    if let Some(o) = d.child.stdout.as_mut() {
+        let _ = o.read_to_string(&mut out);
+    }
+    (status.code().unwrap_or(-1), out, err)
+}
+
+pub fn strings(args: &[&str]) -> Vec<String> {
+    args.iter().map(|s| s.to_string()).collect()
+}
+
+/// The stream under a QMP client.
+pub enum Stream {
+    Unix(UnixStream),
+    Tcp(TcpStream),
+}
+
+impl Stream {
+    fn set_read_timeout(&self, d: Option<Duration>) {
+        let _ = match self {
+            Stream::Unix(s) => s.set_read_timeout(d),
+            Stream::Tcp(s) => s.set_read_timeout(d),
+        };
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Unix(s) => s.read(buf),
+            Stream::Tcp(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Unix(s) => s.write(buf),
+            Stream::Tcp(s) => s.write(buf),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A QMP error reply.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QmpErr {
+    pub class: String,
+    pub desc: String,
+}
+
+/// A raw-socket QMP client: whole messages in, bytes or values out.
+pub struct Qmp {
+    pub stream: Stream,
+    buf: Vec<u8>,
+    pub greeting: Value,
+    /// Events received while waiting for replies, oldest first.
+    pub events: VecDeque<Value>,
+}
+
+impl Qmp {
+    /// Connects to a unix socket and reads the greeting.
+    pub fn connect(path: &str) -> Qmp {
+        let s = UnixStream::connect(path).unwrap_or_else(|e| panic!("connect {path}: {e}"));
+        Qmp::over(Stream::Unix(s))
+    }
+
+    pub fn connect_tcp(addr: &str) -> Qmp {
+        let s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+        Qmp::over(Stream::Tcp(s))
+    }
+
+    /// Connects without reading the greeting (to see its bytes).
+    pub fn connect_raw(path: &str) -> Qmp {
+        let s = UnixStream::connect(path).unwrap_or_else(|e| panic!("connect {path}: {e}"));
+        s.set_read_timeout(Some(TIMEOUT)).expect("timeout");
+        Qmp {
+            stream: Stream::Unix(s),
+            buf: Vec::new(),
+            greeting: Value::Null,
+            events: VecDeque::new(),
+        }
+    }
+
+    /// Takes over a connected stream and reads the greeting.
+    pub fn over(stream: Stream) -> Qmp {
+        stream.set_read_timeout(Some(TIMEOUT));
+        let mut q = Qmp {
+            stream,
+            buf: Vec::new(),
+            greeting: Value::Null,
+            events: VecDeque::new(),
+        };
+        q.greeting = q.recv();
+        assert!(q.greeting.get("QMP").is_some(), "greeting: {}", q.greeting);
+        q
+    }
+
+    /// Closes the connection (the client stays, unusable).
+    pub fn close(&mut self) {
+        let _ = match &self.stream {
+            Stream::Unix(s) => s.shutdown(std::net::Shutdown::Both),
+            Stream::Tcp(s) => s.shutdown(std::net::Shutdown::Both),
+        };
+    }
+
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("write to monitor");
+    }
+
+    pub fn send(&mut self, v: &Value) {
+        self.send_raw(v.to_string().as_bytes());
+    }
+
+    /// The bytes of the next message, through the `\r\n` that ends it;
+    /// `None` when the connection closed or nothing came within `wait`.
+    pub fn recv_raw_within(&mut self, wait: Duration) -> Option<Vec<u8>> {
+        let deadline = Instant::now() + wait;
+        loop {
+            if let Some(end) = message_end(&self.buf) {
+                return Some(self.buf.drain(..end).collect());
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            self.stream.set_read_timeout(Some(left));
+            let mut chunk = vec![0u8; 1 << 16];
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return None,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return None;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return None,
+                Err(e) => panic!("read from monitor: {e}"),
+            }
+        }
+    }
+
+    pub fn recv_raw(&mut self) -> Vec<u8> {
+        self.recv_raw_within(TIMEOUT)
+            .expect("a message from the monitor within the timeout")
+    }
+
+    /// The next message, parsed.
+    pub fn recv(&mut self) -> Value {
+        let raw = self.recv_raw();
+        serde_json::from_slice(&raw).unwrap_or_else(|e| {
+            panic!(
+                "monitor sent bad JSON ({e}): {}",
+                String::from_utf8_lossy(&raw)
+            )
+        })
+    }
+
+    pub fn recv_within(&mut self, wait: Duration) -> Option<Value> {
+        self.recv_raw_within(wait)
+            .map(|raw| serde_json::from_slice(&raw).expect("monitor sent JSON"))
+    }
+
+    /// Whether the connection is closed (reads EOF within the timeout).
+    pub fn closed(&mut self) -> bool {
+        let deadline = Instant::now() + TIMEOUT;
+        while Instant::now() < deadline {
+            let mut b = [0u8; 4096];
+            match self.stream.read(&mut b) {
+                Ok(0) => return true,
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+                Err(_) => return false,
+            }
+        }
+        false
+    }
+
+    /// The next reply (`return` or `error`); events before it are queued.
+    pub fn reply(&mut self) -> Value {
+        loop {
+            let m = self.recv();
+            if m.get("event").is_some() {
+                self.events.push_back(m);
+            } else {
+                return m;
+            }
+        }
+    }
+
+    pub fn negotiate(&mut self) {
+        self.send(&json!({"execute": "qmp_capabilities"}));
+        let r = self.reply();
+        assert_eq!(r, json!({"return": {}}), "qmp_capabilities");
+    }
+
+    /// Runs a command: its return value or its error.
+    pub fn execute(&mut self, name: &str, args: Value) -> Result<Value, QmpErr> {
+        let mut req = Map::new();
+        req.insert("execute".into(), Value::String(name.into()));
+        if !args.is_null() {
+            req.insert("arguments".into(), args);
+        }
+        self.send(&Value::Object(req));
+        reply_result(&self.reply())
+    }
+
+    /// Runs a command that must succeed.
+    pub fn cmd(&mut self, name: &str, args: Value) -> Value {
+        self.execute(name, args)
+            .unwrap_or_else(|e| panic!("{name} failed: {e:?}"))
+    }
+
+    /// Runs a command that must fail; its error.
+    pub fn err(&mut self, name: &str, args: Value) -> QmpErr {
+        match self.execute(name, args) {
+            Ok(v) => panic!("{name} succeeded ({v}) but should fail"),
+            Err(e) => e,
+        }
+    }
+
+    /// The next event, waiting for it if none is queued.
+    pub fn event(&mut self) -> Value {
+        if let Some(e) = self.events.pop_front() {
+            return e;
+        }
+        let m = self.recv();
+        assert!(m.get("event").is_some(), "expected an event, got {m}");
+        m
+    }
+
+    /// `query-version` answers (the connection still works).
+    pub fn alive(&mut self) {
+        let v = self.cmd("query-version", Value::Null);
+        assert_eq!(v["qemu"]["major"], 10, "query-version: {v}");
+    }
+}
+
+pub fn reply_result(r: &Value) -> Result<Value, QmpErr> {
+    if let Some(v) = r.get("return") {
+        return Ok(v.clone());
+    }
+    let e = r.get("error").unwrap_or_else(|| panic!("not a reply: {r}"));
+    Err(QmpErr {
+        class: e["class"].as_str().unwrap_or_default().into(),
+        desc: e["desc"].as_str().unwrap_or_default().into(),
+    })
+}
+
+/// Where the first complete message in `buf` ends: a JSON value at depth
+/// 0 and the `\r\n` after it (QEMU ends every message so).
+fn message_end(buf: &[u8]) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut in_str = false;
+    let mut esc = false;
+    let mut started = false;
+    for (i, &b) in buf.iter().enumerate() {
+        if in_str {
+            if esc {
+                esc = false;
+            } else if b == b'\\' {
+                esc = true;
+            } else if b == b'"' {
+                in_str = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_str = true,
+            b'{' | b'[' => {
+                depth += 1;
+                started = true;
+            }
+            b'}' | b']' => {
+                depth = depth.saturating_sub(1);
+                if depth == 0 && started {
+                    let rest = &buf[i + 1..];
+                    if rest.len() < 2 {
+                        return None;
+                    }
+                    assert_eq!(&rest[..2], b"\r\n", "message not ended by \\r\\n");
+                    return Some(i + 3);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// The `{"seconds", "microseconds"}` stamp of an event, checked for shape
+/// and closeness to now, then replaced so events compare by content.
+pub fn strip_timestamp(mut ev: Value) -> Value {
+    let ts = ev
+        .as_object_mut()
+        .and_then(|o| o.remove("timestamp"))
+        .unwrap_or_else(|| panic!("event without timestamp: {ev}"));
+    let secs = ts["seconds"].as_i64().expect("timestamp.seconds");
+    let us = ts["microseconds"].as_i64().expect("timestamp.microseconds");
+    assert!((0..1_000_000).contains(&us), "microseconds {us}");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    assert!(
+        (now - secs).abs() < 300,
+        "timestamp {secs} far from now {now}"
+    );
+    ev
+}
+
+/// Whether a file system entry exists (also a dangling socket).
+pub fn exists(path: &str) -> bool {
+    std::fs::symlink_metadata(path).is_ok()
+}
