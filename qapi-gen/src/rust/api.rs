@@ -54,7 +54,7 @@ fn emit_trait(g: &Gen<'_>, w: &mut Writer, commands: &[(&crate::model::Entity, &
         w.cfg(&g.cfg(&e.ifcond));
         let m = method(&e.name);
         if !c.generate {
-            w.line(&format!(
+            w.linef(format_args!(
                 "fn {m}(&self, args: {MAP}) -> impl ::core::future::Future<Output = ::core::result::Result<::qapi_rt::serde_json::Value, ::qapi_rt::QmpError>> + ::core::marker::Send;"
             ));
             continue;
@@ -74,7 +74,7 @@ fn emit_trait(g: &Gen<'_>, w: &mut Writer, commands: &[(&crate::model::Entity, &
         } else {
             format!(", {}", ps.join(", "))
         };
-        w.line(&format!(
+        w.linef(format_args!(
             "fn {m}(&self{args}) -> impl ::core::future::Future<Output = ::core::result::Result<{}, ::qapi_rt::QmpError>> + ::core::marker::Send;",
             ret_type(g, c)
         ));
@@ -100,20 +100,20 @@ fn emit_dispatch(g: &Gen<'_>, w: &mut Writer, commands: &[(&crate::model::Entity
         w.open(&format!("\"{}\" => {{", e.name));
         let m = method(&e.name);
         if !c.generate {
-            w.line(&format!("handler.{m}(args).await"));
+            w.linef(format_args!("handler.{m}(args).await"));
             w.close("}");
             continue;
         }
         let call = match c.arg_type {
             Some(a) if c.boxed => {
-                w.line(&format!(
+                w.linef(format_args!(
                     "let arg: {} = ::qapi_rt::from_args(args)?;",
                     g.rust_type(a)
                 ));
                 format!("handler.{m}(arg)")
             }
             Some(a) => {
-                w.line(&format!(
+                w.linef(format_args!(
                     "let arg: {} = ::qapi_rt::from_args(args)?;",
                     g.rust_type(a)
                 ));
@@ -129,10 +129,10 @@ fn emit_dispatch(g: &Gen<'_>, w: &mut Writer, commands: &[(&crate::model::Entity
             }
         };
         if c.ret_type.is_some() {
-            w.line(&format!("let ret = {call}.await?;"));
+            w.linef(format_args!("let ret = {call}.await?;"));
             w.line("::qapi_rt::to_reply(&ret)");
         } else {
-            w.line(&format!("{call}.await?;"));
+            w.linef(format_args!("{call}.await?;"));
             w.line("Ok(::qapi_rt::serde_json::Value::Object(::qapi_rt::serde_json::Map::new()))");
         }
         w.close("}");
@@ -146,7 +146,7 @@ fn emit_dispatch(g: &Gen<'_>, w: &mut Writer, commands: &[(&crate::model::Entity
 fn emit_features_vec(g: &Gen<'_>, w: &mut Writer, var: &str, features: &[crate::model::Feature]) {
     for f in features {
         w.cfg(&g.cfg(&f.ifcond));
-        w.line(&format!("{var}.push(\"{}\");", f.name));
+        w.linef(format_args!("{var}.push(\"{}\");", f.name));
     }
 }
 
@@ -164,7 +164,7 @@ fn emit_descriptors(g: &Gen<'_>, w: &mut Writer, commands: &[(&crate::model::Ent
         w.line("#[allow(unused_mut)]");
         w.line("let mut features = ::std::vec::Vec::new();");
         emit_features_vec(g, w, "features", &e.features);
-        w.line(&format!(
+        w.linef(format_args!(
             "v.push(::qapi_rt::CommandInfo {{ name: \"{}\", success_response: {}, allow_oob: {}, allow_preconfig: {}, coroutine: {}, generated: {}, features }});",
             e.name, c.success_response, c.allow_oob, c.allow_preconfig, c.coroutine, c.generate
         ));
@@ -187,14 +187,17 @@ fn emit_events(g: &Gen<'_>, w: &mut Writer) {
         w.line("#[derive(Debug, Clone, PartialEq, ::qapi_rt::serde::Serialize, ::qapi_rt::serde::Deserialize)]");
         w.line("#[serde(crate = \"::qapi_rt::serde\")]");
         match arg_type {
-            Some(a) => w.line(&format!("pub struct {name}(pub {});", g.rust_type(*a))),
-            None => w.line(&format!("pub struct {name};")),
+            Some(a) => w.linef(format_args!("pub struct {name}(pub {});", g.rust_type(*a))),
+            None => w.linef(format_args!("pub struct {name};")),
         }
         w.blank();
         w.cfg(&ecfg);
         w.open(&format!("impl ::qapi_rt::Event for {name} {{"));
-        w.line(&format!("const NAME: &'static str = \"{}\";", e.name));
-        w.line(&format!("const HAS_DATA: bool = {};", arg_type.is_some()));
+        w.linef(format_args!("const NAME: &'static str = \"{}\";", e.name));
+        w.linef(format_args!(
+            "const HAS_DATA: bool = {};",
+            arg_type.is_some()
+        ));
         w.close("}");
         w.blank();
     }
@@ -221,12 +224,53 @@ fn has_cond(n: &Node) -> bool {
 
 /// A JSON literal for a part of the tree without conditions.
 fn literal(n: &Node) -> String {
-    let json = introspect::to_json(&[Annotated::new(n.clone(), Default::default())], &|_| true);
-    let text = json
-        .get(0)
-        .map(|v| v.to_string())
-        .unwrap_or_else(|| "null".into());
+    let mut text = String::new();
+    write_json(n, &mut text);
     format!("::qapi_rt::json_literal({})", raw_str(&text))
+}
+
+/// Compact JSON text of a tree without conditions.
+fn write_json(n: &Node, out: &mut String) {
+    match n {
+        Node::Null => out.push_str("null"),
+        Node::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Node::Str(s) => write_json_str(s, out),
+        Node::List(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_json(&item.value, out);
+            }
+            out.push(']');
+        }
+        Node::Dict(kv) => {
+            out.push('{');
+            for (i, (k, v)) in kv.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_json_str(k, out);
+                out.push(':');
+                write_json(v, out);
+            }
+            out.push('}');
+        }
+    }
+}
+
+fn write_json_str(s: &str, out: &mut String) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
 }
 
 fn emit_introspection(g: &Gen<'_>, w: &mut Writer) {
@@ -254,7 +298,7 @@ fn emit_json_list(g: &Gen<'_>, w: &mut Writer, name: &str, entries: &[Annotated<
     w.line("let mut list = ::std::vec::Vec::new();");
     for entry in entries {
         if let Some(c) = &entry.comment {
-            w.line(&format!("// {c}"));
+            w.linef(format_args!("// {c}"));
         }
         w.cfg(&g.cfg(&entry.ifcond));
         emit_value(g, w, &entry.value, "list.push({})");
@@ -269,7 +313,7 @@ fn emit_json_list(g: &Gen<'_>, w: &mut Writer, name: &str, entries: &[Annotated<
 /// for the value). Conditional parts are built in a block of their own.
 fn emit_value(g: &Gen<'_>, w: &mut Writer, n: &Node, store: &str) {
     if !has_cond(n) {
-        w.line(&format!("{};", store.replace("{}", &literal(n))));
+        w.linef(format_args!("{};", store.replace("{}", &literal(n))));
         return;
     }
     w.open("{");
@@ -281,7 +325,7 @@ fn emit_value(g: &Gen<'_>, w: &mut Writer, n: &Node, store: &str) {
                 w.cfg(&g.cfg(&i.ifcond));
                 emit_value(g, w, &i.value, "items.push({})");
             }
-            w.line(&format!(
+            w.linef(format_args!(
                 "{};",
                 store.replace("{}", "::qapi_rt::serde_json::Value::Array(items)")
             ));
@@ -291,7 +335,7 @@ fn emit_value(g: &Gen<'_>, w: &mut Writer, n: &Node, store: &str) {
             for (k, v) in kv {
                 emit_value(g, w, v, &format!("obj.insert(\"{k}\".into(), {{}})"));
             }
-            w.line(&format!(
+            w.linef(format_args!(
                 "{};",
                 store.replace("{}", "::qapi_rt::serde_json::Value::Object(obj)")
             ));

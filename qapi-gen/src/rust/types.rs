@@ -235,9 +235,9 @@ fn emit_fields(
             );
         }
         if serde_attrs && !serde.is_empty() {
-            w.line(&format!("#[serde({})]", serde.join(", ")));
+            w.linef(format_args!("#[serde({})]", serde.join(", ")));
         }
-        w.line(&format!("pub {field}: {},", g.field_type(owner, m)));
+        w.linef(format_args!("pub {field}: {},", g.field_type(owner, m)));
     }
 }
 
@@ -253,7 +253,7 @@ fn emit_struct(g: &Gen<'_>, w: &mut Writer, id: EntityId, e: &Entity, members: &
     // accepted, as QMP requires.
     w.line("#[serde(deny_unknown_fields, remote = \"Self\")]");
     if members.is_empty() {
-        w.line(&format!("pub struct {name} {{}}"));
+        w.linef(format_args!("pub struct {name} {{}}"));
     } else {
         w.open(&format!("pub struct {name} {{"));
         emit_fields(g, w, id, members, None, true);
@@ -264,7 +264,7 @@ fn emit_struct(g: &Gen<'_>, w: &mut Writer, id: EntityId, e: &Entity, members: &
     w.cfg(&ecfg);
     w.open(&format!("impl ::qapi_rt::serde::Serialize for {name} {{"));
     w.open("fn serialize<S: ::qapi_rt::serde::Serializer>(&self, serializer: S) -> ::core::result::Result<S::Ok, S::Error> {");
-    w.line(&format!("{name}::serialize(self, serializer)"));
+    w.linef(format_args!("{name}::serialize(self, serializer)"));
     w.close("}");
     w.close("}");
     w.blank();
@@ -273,7 +273,7 @@ fn emit_struct(g: &Gen<'_>, w: &mut Writer, id: EntityId, e: &Entity, members: &
         "impl<'de> ::qapi_rt::serde::Deserialize<'de> for {name} {{"
     ));
     w.open("fn deserialize<D: ::qapi_rt::serde::Deserializer<'de>>(deserializer: D) -> ::core::result::Result<Self, D::Error> {");
-    w.line(&format!(
+    w.linef(format_args!(
         "{name}::deserialize(::qapi_rt::ObjectOnly(deserializer))"
     ));
     w.close("}");
@@ -321,8 +321,8 @@ fn emit_enum(
             w.doc(text);
         }
         w.cfg(&g.cfg(&m.ifcond));
-        w.line(&format!("#[serde(rename = \"{}\")]", m.name));
-        w.line(&format!("{v},"));
+        w.linef(format_args!("#[serde(rename = \"{}\")]", m.name));
+        w.linef(format_args!("{v},"));
     }
     w.close("}");
     w.blank();
@@ -333,7 +333,7 @@ fn emit_enum(
     w.open("match self {");
     for (m, v) in members.iter().zip(&variants) {
         w.cfg(&g.cfg(&m.ifcond));
-        w.line(&format!("Self::{v} => \"{}\",", m.name));
+        w.linef(format_args!("Self::{v} => \"{}\",", m.name));
     }
     w.close("}");
     w.close("}");
@@ -342,7 +342,7 @@ fn emit_enum(
     w.open("pub const VALUES: &'static [&'static str] = &[");
     for m in members {
         w.cfg(&g.cfg(&m.ifcond));
-        w.line(&format!("\"{}\",", m.name));
+        w.linef(format_args!("\"{}\",", m.name));
     }
     w.close("];");
     w.blank();
@@ -355,7 +355,7 @@ fn emit_enum(
     w.open("match name {");
     for (m, v) in members.iter().zip(&variants) {
         w.cfg(&g.cfg(&m.ifcond));
-        w.line(&format!(
+        w.linef(format_args!(
             "\"{}\" => ::core::option::Option::Some(Self::{v}),",
             m.name
         ));
@@ -428,15 +428,15 @@ fn emit_union(g: &Gen<'_>, w: &mut Writer, id: EntityId, e: &Entity, o: &ObjectT
     w.line("#[derive(Debug, Clone, PartialEq)]");
     w.open(&format!("pub struct {name} {{"));
     emit_fields(g, w, id, &o.members, Some(&tag.name), false);
-    w.line(&format!(
+    w.linef(format_args!(
         "/// The branch chosen by `{}`, with its members.",
         tag.name
     ));
-    w.line(&format!("pub branch: {branch_name},"));
+    w.linef(format_args!("pub branch: {branch_name},"));
     w.close("}");
     w.blank();
 
-    w.line(&format!("/// The branches of [`{name}`]."));
+    w.linef(format_args!("/// The branches of [`{name}`]."));
     w.cfg(&ecfg);
     w.line("#[derive(Debug, Clone, PartialEq)]");
     w.line("#[allow(clippy::large_enum_variant)]");
@@ -444,8 +444,8 @@ fn emit_union(g: &Gen<'_>, w: &mut Writer, id: EntityId, e: &Entity, o: &ObjectT
     for v in &b.variants {
         w.cfg(&g.cfg(&v.ifcond));
         match branch_payload(g, id, v) {
-            Some(t) => w.line(&format!("{}({t}),", variant_of(&v.name))),
-            None => w.line(&format!("{},", variant_of(&v.name))),
+            Some(t) => w.linef(format_args!("{}({t}),", variant_of(&v.name))),
+            None => w.linef(format_args!("{},", variant_of(&v.name))),
         }
     }
     w.close("}");
@@ -457,7 +457,7 @@ fn emit_union(g: &Gen<'_>, w: &mut Writer, id: EntityId, e: &Entity, o: &ObjectT
     // an empty type may be matched without arms.
     w.cfg(&ecfg);
     w.open(&format!("impl {name} {{"));
-    w.line(&format!(
+    w.linef(format_args!(
         "/// The `{}` member: which branch this is.",
         tag.name
     ));
@@ -471,7 +471,7 @@ fn emit_union(g: &Gen<'_>, w: &mut Writer, id: EntityId, e: &Entity, o: &ObjectT
         } else {
             format!("{branch_name}::{vn}")
         };
-        w.line(&format!("{pat} => {tag_enum}::{vn},"));
+        w.linef(format_args!("{pat} => {tag_enum}::{vn},"));
     }
     w.close("}");
     w.close("}");
@@ -491,18 +491,18 @@ fn emit_union(g: &Gen<'_>, w: &mut Writer, id: EntityId, e: &Entity, o: &ObjectT
     for m in &o.members {
         w.cfg(&g.cfg(&m.ifcond));
         if m.name == tag.name {
-            w.line(&format!(
+            w.linef(format_args!(
                 "::qapi_rt::put(&mut map, \"{}\", &self.{}())?;",
                 m.name, tag_field
             ));
         } else if m.optional {
-            w.line(&format!(
+            w.linef(format_args!(
                 "::qapi_rt::put_opt(&mut map, \"{}\", &self.{})?;",
                 m.name,
                 snake(&m.name)
             ));
         } else {
-            w.line(&format!(
+            w.linef(format_args!(
                 "::qapi_rt::put(&mut map, \"{}\", &self.{})?;",
                 m.name,
                 snake(&m.name)
@@ -514,11 +514,11 @@ fn emit_union(g: &Gen<'_>, w: &mut Writer, id: EntityId, e: &Entity, o: &ObjectT
         w.cfg(&g.cfg(&v.ifcond));
         let vn = variant_of(&v.name);
         if branch_payload(g, id, v).is_some() {
-            w.line(&format!(
+            w.linef(format_args!(
                 "{branch_name}::{vn}(ref v) => ::qapi_rt::put_flat(&mut map, v)?,"
             ));
         } else {
-            w.line(&format!("{branch_name}::{vn} => {{}}"));
+            w.linef(format_args!("{branch_name}::{vn} => {{}}"));
         }
     }
     w.close("}");
@@ -540,14 +540,14 @@ fn emit_union(g: &Gen<'_>, w: &mut Writer, id: EntityId, e: &Entity, o: &ObjectT
     w.open("fn deserialize<D: ::qapi_rt::serde::Deserializer<'de>>(deserializer: D) -> ::core::result::Result<Self, D::Error> {");
     w.line("#[allow(unused_mut)]");
     w.line("let mut map: ::qapi_rt::serde_json::Map<::std::string::String, ::qapi_rt::serde_json::Value> = ::qapi_rt::serde::Deserialize::deserialize(deserializer)?;");
-    w.line(&format!(
+    w.linef(format_args!(
         "let tag: {tag_enum} = ::qapi_rt::take(&mut map, \"{}\")?;",
         tag.name
     ));
     for m in o.members.iter().filter(|m| m.name != tag.name) {
         w.cfg(&g.cfg(&m.ifcond));
         let f = if m.optional { "take_opt" } else { "take" };
-        w.line(&format!(
+        w.linef(format_args!(
             "let {} = ::qapi_rt::{f}(&mut map, \"{}\")?;",
             snake(&m.name),
             m.name
@@ -559,17 +559,17 @@ fn emit_union(g: &Gen<'_>, w: &mut Writer, id: EntityId, e: &Entity, o: &ObjectT
         w.cfg(&g.cfg(&v.ifcond));
         let vn = variant_of(&v.name);
         if branch_payload(g, id, v).is_some() {
-            w.line(&format!(
+            w.linef(format_args!(
                 "{tag_enum}::{vn} => {branch_name}::{vn}(::qapi_rt::rest(map)?),"
             ));
         } else {
             w.open(&format!("{tag_enum}::{vn} => {{"));
             w.line("::qapi_rt::empty_rest(map)?;");
-            w.line(&format!("{branch_name}::{vn}"));
+            w.linef(format_args!("{branch_name}::{vn}"));
             w.close("}");
         }
     }
-    w.line(&format!(
+    w.linef(format_args!(
         "other => return Err(<D::Error as ::qapi_rt::serde::de::Error>::custom(format_args!(\"'{}' value '{{other}}' is not available in this build\"))),",
         tag.name
     ));
@@ -584,9 +584,12 @@ fn emit_union(g: &Gen<'_>, w: &mut Writer, id: EntityId, e: &Entity, o: &ObjectT
         })
         .collect();
     if fields.is_empty() {
-        w.line(&format!("Ok({name} {{ branch }})"));
+        w.linef(format_args!("Ok({name} {{ branch }})"));
     } else {
-        w.line(&format!("Ok({name} {{ {}, branch }})", fields.join(", ")));
+        w.linef(format_args!(
+            "Ok({name} {{ {}, branch }})",
+            fields.join(", ")
+        ));
     }
     w.close("}");
     w.close("}");
@@ -624,7 +627,7 @@ fn emit_alternate(g: &Gen<'_>, w: &mut Writer, id: EntityId, e: &Entity, a: &Var
         }
         w.cfg(&g.cfg(&v.ifcond));
         let t = branch_payload(g, id, v).unwrap_or_else(|| "Empty".into());
-        w.line(&format!("{}({t}),", camel(&v.name)));
+        w.linef(format_args!("{}({t}),", camel(&v.name)));
     }
     w.close("}");
     w.blank();
@@ -640,7 +643,7 @@ fn emit_alternate(g: &Gen<'_>, w: &mut Writer, id: EntityId, e: &Entity, a: &Var
     w.open("match *self {");
     for v in &a.variants {
         w.cfg(&g.cfg(&v.ifcond));
-        w.line(&format!(
+        w.linef(format_args!(
             "Self::{}(ref v) => ::qapi_rt::serde::Serialize::serialize(v, serializer),",
             camel(&v.name)
         ));
@@ -669,13 +672,13 @@ fn emit_alternate(g: &Gen<'_>, w: &mut Writer, id: EntityId, e: &Entity, a: &Var
         } else {
             "::qapi_rt::from_value(value)"
         };
-        w.line(&format!(
+        w.linef(format_args!(
             "\"{}\" => {conv}.map(Self::{}),",
             json_kind(g, ty),
             camel(&v.name)
         ));
     }
-    w.line(&format!(
+    w.linef(format_args!(
         "other => Err(<D::Error as ::qapi_rt::serde::de::Error>::custom(format_args!(\"invalid type: {{other}}, expected one of the branches of {}\"))),",
         e.name
     ));

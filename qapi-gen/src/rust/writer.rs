@@ -19,6 +19,16 @@ impl Writer {
         self.out.push('\n');
     }
 
+    /// Like [`Writer::line`], formatting straight into the buffer.
+    pub fn linef(&mut self, args: std::fmt::Arguments<'_>) {
+        use std::fmt::Write;
+        for _ in 0..self.indent {
+            self.out.push_str("    ");
+        }
+        let _ = self.out.write_fmt(args);
+        self.out.push('\n');
+    }
+
     pub fn blank(&mut self) {
         self.out.push('\n');
     }
@@ -69,15 +79,15 @@ impl Writer {
                 None => item_indent,
             };
             // Escape what rustdoc would take as markup of its own.
-            let t = t.replace('`', "'");
-            let t = if t.starts_with('#')
-                || t.starts_with('-') && t.len() > 1 && t[1..].chars().all(|c| c == '-')
-            {
-                format!("\\{t}")
+            let t: std::borrow::Cow<'_, str> = if t.contains('`') {
+                t.replace('`', "'").into()
             } else {
-                t
+                t.into()
             };
-            self.line(&format!("/// {:indent$}{t}", ""));
+            let escape = t.starts_with('#')
+                || t.starts_with('-') && t.len() > 1 && t[1..].chars().all(|c| c == '-');
+            let backslash = if escape { "\\" } else { "" };
+            self.linef(format_args!("/// {:indent$}{backslash}{t}", ""));
         }
     }
 
