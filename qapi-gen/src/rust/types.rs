@@ -10,6 +10,26 @@ use crate::schema::Schema;
 
 const SERDE_ATTR: &str = "#[serde(crate = \"::qapi_rt::serde\")]";
 
+/// The signatures of the hand-written serde impls.
+const SERIALIZE_FN: &str = "fn serialize<S: ::qapi_rt::serde::Serializer>(&self, serializer: S) -> ::core::result::Result<S::Ok, S::Error> {";
+const DESERIALIZE_FN: &str = "fn deserialize<D: ::qapi_rt::serde::Deserializer<'de>>(deserializer: D) -> ::core::result::Result<Self, D::Error> {";
+
+/// Opens `impl Serialize for NAME {`.
+fn open_serialize_impl(w: &mut Writer, name: &str) {
+    w.linef(format_args!(
+        "impl ::qapi_rt::serde::Serialize for {name} {{"
+    ));
+    w.indent();
+}
+
+/// Opens `impl<'de> Deserialize<'de> for NAME {`.
+fn open_deserialize_impl(w: &mut Writer, name: &str) {
+    w.linef(format_args!(
+        "impl<'de> ::qapi_rt::serde::Deserialize<'de> for {name} {{"
+    ));
+    w.indent();
+}
+
 /// Tarjan's strongly connected components over "contains by value" edges
 /// (members, branches; arrays are indirect and break cycles).
 pub fn components(schema: &Schema) -> Vec<usize> {
@@ -262,17 +282,15 @@ fn emit_struct(g: &Gen<'_>, w: &mut Writer, id: EntityId, e: &Entity, members: &
     w.blank();
     let ecfg = g.cfg(&e.ifcond);
     w.cfg(&ecfg);
-    w.open(&format!("impl ::qapi_rt::serde::Serialize for {name} {{"));
-    w.open("fn serialize<S: ::qapi_rt::serde::Serializer>(&self, serializer: S) -> ::core::result::Result<S::Ok, S::Error> {");
+    open_serialize_impl(w, name);
+    w.open(SERIALIZE_FN);
     w.linef(format_args!("{name}::serialize(self, serializer)"));
     w.close("}");
     w.close("}");
     w.blank();
     w.cfg(&ecfg);
-    w.open(&format!(
-        "impl<'de> ::qapi_rt::serde::Deserialize<'de> for {name} {{"
-    ));
-    w.open("fn deserialize<D: ::qapi_rt::serde::Deserializer<'de>>(deserializer: D) -> ::core::result::Result<Self, D::Error> {");
+    open_deserialize_impl(w, name);
+    w.open(DESERIALIZE_FN);
     w.linef(format_args!(
         "{name}::deserialize(::qapi_rt::ObjectOnly(deserializer))"
     ));
@@ -366,10 +384,8 @@ fn emit_enum(
     w.close("}");
     w.blank();
     w.cfg(&ecfg);
-    w.open(&format!(
-        "impl<'de> ::qapi_rt::serde::Deserialize<'de> for {name} {{"
-    ));
-    w.open("fn deserialize<D: ::qapi_rt::serde::Deserializer<'de>>(deserializer: D) -> ::core::result::Result<Self, D::Error> {");
+    open_deserialize_impl(w, name);
+    w.open(DESERIALIZE_FN);
     w.line("::qapi_rt::enum_value(deserializer, Self::VALUES, Self::from_name)");
     w.close("}");
     w.close("}");
@@ -481,12 +497,12 @@ fn emit_union(g: &Gen<'_>, w: &mut Writer, id: EntityId, e: &Entity, o: &ObjectT
     // Serialize: base members in order (the tag among them), then the
     // branch's members, all in one object.
     w.cfg(&ecfg);
-    w.open(&format!("impl ::qapi_rt::serde::Serialize for {name} {{"));
+    open_serialize_impl(w, name);
     // When conditions can leave no branch, the branch match diverges.
     if all_conditional {
         w.line("#[allow(unreachable_code, unused_variables)]");
     }
-    w.open("fn serialize<S: ::qapi_rt::serde::Serializer>(&self, serializer: S) -> ::core::result::Result<S::Ok, S::Error> {");
+    w.open(SERIALIZE_FN);
     w.line("let mut map = ::qapi_rt::serde_json::Map::new();");
     for m in &o.members {
         w.cfg(&g.cfg(&m.ifcond));
@@ -529,15 +545,13 @@ fn emit_union(g: &Gen<'_>, w: &mut Writer, id: EntityId, e: &Entity, o: &ObjectT
 
     // Deserialize: take the base members, then hand the rest to the branch.
     w.cfg(&ecfg);
-    w.open(&format!(
-        "impl<'de> ::qapi_rt::serde::Deserialize<'de> for {name} {{"
-    ));
+    open_deserialize_impl(w, name);
     // With no branch compiled in, every tag is an error and what follows
     // the match is unreachable.
     if all_conditional {
         w.line("#[allow(unreachable_code, unused_variables)]");
     }
-    w.open("fn deserialize<D: ::qapi_rt::serde::Deserializer<'de>>(deserializer: D) -> ::core::result::Result<Self, D::Error> {");
+    w.open(DESERIALIZE_FN);
     w.line("#[allow(unused_mut)]");
     w.line("let mut map: ::qapi_rt::serde_json::Map<::std::string::String, ::qapi_rt::serde_json::Value> = ::qapi_rt::serde::Deserialize::deserialize(deserializer)?;");
     w.linef(format_args!(
@@ -633,13 +647,13 @@ fn emit_alternate(g: &Gen<'_>, w: &mut Writer, id: EntityId, e: &Entity, a: &Var
     w.blank();
 
     w.cfg(&ecfg);
-    w.open(&format!("impl ::qapi_rt::serde::Serialize for {name} {{"));
+    open_serialize_impl(w, name);
     // Matched by place, so that an alternate that conditions leave
     // without branches still compiles (`serializer` is unused then).
     if a.variants.iter().all(|v| v.ifcond.is_present()) {
         w.line("#[allow(unused_variables)]");
     }
-    w.open("fn serialize<S: ::qapi_rt::serde::Serializer>(&self, serializer: S) -> ::core::result::Result<S::Ok, S::Error> {");
+    w.open(SERIALIZE_FN);
     w.open("match *self {");
     for v in &a.variants {
         w.cfg(&g.cfg(&v.ifcond));
@@ -655,10 +669,8 @@ fn emit_alternate(g: &Gen<'_>, w: &mut Writer, id: EntityId, e: &Entity, a: &Var
 
     // Deserialize: the JSON type picks the branch.
     w.cfg(&ecfg);
-    w.open(&format!(
-        "impl<'de> ::qapi_rt::serde::Deserialize<'de> for {name} {{"
-    ));
-    w.open("fn deserialize<D: ::qapi_rt::serde::Deserializer<'de>>(deserializer: D) -> ::core::result::Result<Self, D::Error> {");
+    open_deserialize_impl(w, name);
+    w.open(DESERIALIZE_FN);
     w.line("let value: ::qapi_rt::serde_json::Value = ::qapi_rt::serde::Deserialize::deserialize(deserializer)?;");
     w.line("#[allow(clippy::match_single_binding)]");
     w.open("match ::qapi_rt::json_kind(&value) {");

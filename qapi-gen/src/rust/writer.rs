@@ -39,6 +39,11 @@ impl Writer {
         self.indent += 1;
     }
 
+    /// Indents what follows (after a line written with `linef`).
+    pub fn indent(&mut self) {
+        self.indent += 1;
+    }
+
     /// Dedents and writes `text`.
     pub fn close(&mut self, text: &str) {
         self.indent = self.indent.saturating_sub(1);
