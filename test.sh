@@ -25,3 +25,6 @@ cargo test --workspace --all-features --no-fail-fast
 
 echo "== generated crates for QEMU's schemas (cargo check, both feature settings)"
 cargo test -p qapi-gen --test generated_crates -- --ignored --nocapture
+
+echo "== command-line error texts against the installed qemu-storage-daemon"
+cargo test -p storage-runtime --lib table_matches_live_qsd -- --ignored
