@@ -327,13 +327,7 @@ fn descriptor_table() {
     assert_eq!(get("x-experiment").features, ["unstable"]);
 
     // The introspection data lists the same commands.
-    let introspected: Vec<&str> = ok::commands::qmp_schema()
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|e| e["meta-type"] == "command")
-        .filter_map(|e| e["name"].as_str())
-        .collect();
+    let introspected: Vec<&str> = common::introspected_commands(ok::commands::qmp_schema());
     assert_eq!(introspected, names);
 }
 
@@ -441,13 +435,7 @@ fn blockdev_add_errors_name_nested_members() {
 fn daemon_schema() {
     use codegen_tests::daemon;
     let table = daemon::commands();
-    let introspected: Vec<&str> = daemon::qmp_schema()
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|e| e["meta-type"] == "command")
-        .filter_map(|e| e["name"].as_str())
-        .collect();
+    let introspected: Vec<&str> = common::introspected_commands(daemon::qmp_schema());
     let mut listed: Vec<&str> = table.iter().map(|c| c.name).collect();
     let mut introspected_sorted = introspected.clone();
     listed.sort_unstable();

@@ -94,13 +94,8 @@ fn generated_commands_match_the_schema() {
             .iter()
             .map(|c| c.name)
             .collect();
-        let from_schema: Vec<&str> = codegen_tests::qemu10::qmp_schema()
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|e| e["meta-type"] == "command")
-            .filter_map(|e| e["name"].as_str())
-            .collect();
+        let from_schema: Vec<&str> =
+            common::introspected_commands(codegen_tests::qemu10::qmp_schema());
         let mut sorted = from_schema.clone();
         sorted.sort_unstable();
         let mut table_sorted = from_table.clone();

@@ -72,3 +72,14 @@ pub fn round_trip<T: serde::de::DeserializeOwned + serde::Serialize>(v: Value) -
     assert_eq!(encode(&t), v, "round trip of {v}");
     t
 }
+
+/// Names of the commands an introspection answer lists, in its order.
+pub fn introspected_commands(schema: &Value) -> Vec<&str> {
+    schema
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["meta-type"] == "command")
+        .filter_map(|e| e["name"].as_str())
+        .collect()
+}
