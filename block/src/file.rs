@@ -62,6 +62,21 @@ pub(crate) struct FileInner {
     rmw: RwLock<()>,
     locking: bool,
     locks: Mutex<LockState>,
+    /// The last data extent `SEEK_DATA`/`SEEK_HOLE` found, `[start, end)`:
+    /// on tmpfs `SEEK_HOLE` walks every page up to the hole, so a sparse
+    /// read of a large allocated image would pay milliseconds per request
+    /// (QEMU keeps the same one-extent cache). Writes only turn holes into
+    /// data, so only discard, write-zeroes and resize forget it.
+    data_cache: Mutex<DataCache>,
+}
+
+/// See [`FileInner::data_cache`]; `generation` counts invalidations so a
+/// lookup that raced with one does not store a stale extent.
+#[derive(Default, Clone, Copy)]
+struct DataCache {
+    start: u64,
+    end: u64,
+    generation: u64,
 }
 
 pub(crate) struct Opened {
@@ -145,6 +160,7 @@ pub(crate) fn open(
         rmw: RwLock::new(()),
         locking: opts.locking != super::OnOffAuto::Off,
         locks: Mutex::new(LockState::default()),
+        data_cache: Mutex::new(DataCache::default()),
     };
     Ok(Opened {
         driver: FileDriver {
@@ -341,6 +357,7 @@ impl FileInner {
     }
 
     fn discard_blocking(&self, off: u64, len: u64) -> io::Result<()> {
+        self.forget_data();
         let _shared = self
             .direct
             .then(|| self.rmw.read().unwrap_or_else(|e| e.into_inner()));
@@ -358,6 +375,7 @@ impl FileInner {
     /// QEMU's `handle_aiocb_write_zeroes`: punch a hole when allowed, else
     /// zero the range in place, else write zeroes.
     fn write_zeroes_blocking(&self, off: u64, len: u64, may_unmap: bool) -> io::Result<()> {
+        self.forget_data();
         let _shared = self
             .direct
             .then(|| self.rmw.read().unwrap_or_else(|e| e.into_inner()));
@@ -415,6 +433,7 @@ impl FileInner {
     }
 
     fn truncate(&self, size: u64) -> io::Result<()> {
+        self.forget_data();
         self.file.set_len(size)?;
         self.len.store(size, Ordering::Relaxed);
         Ok(())
@@ -427,9 +446,26 @@ impl FileInner {
         self.file.sync_data()
     }
 
-    /// QEMU's `find_allocation` (SEEK_DATA / SEEK_HOLE).
+    fn cached_data(&self) -> std::sync::MutexGuard<'_, DataCache> {
+        self.data_cache.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Forgets the cached data extent (the range may have become a hole).
+    fn forget_data(&self) {
+        let mut c = self.cached_data();
+        c.start = 0;
+        c.end = 0;
+        c.generation += 1;
+    }
+
+    /// QEMU's `find_allocation` (SEEK_DATA / SEEK_HOLE), answered from the
+    /// cached data extent when `off` lies in it.
     fn block_status(&self, off: u64, len: u64) -> BlockStatus {
         let end = off + len;
+        let cache = *self.cached_data();
+        if cache.start <= off && off < cache.end {
+            return self.align_status(off, end, BlockStatus::data(cache.end.min(end) - off));
+        }
         let seek = |whence| {
             // SAFETY: lseek on a valid descriptor.
             let r = unsafe { libc::lseek(self.fd(), off as i64, whence) };
@@ -442,7 +478,14 @@ impl FileInner {
         let st = match seek(libc::SEEK_DATA) {
             Ok(d) if d > off => BlockStatus::hole(d.min(end) - off),
             Ok(_) => match seek(libc::SEEK_HOLE) {
-                Ok(h) if h > off => BlockStatus::data(h.min(end) - off),
+                Ok(h) if h > off => {
+                    let mut c = self.cached_data();
+                    if c.generation == cache.generation {
+                        (c.start, c.end) = (off, h);
+                    }
+                    drop(c);
+                    BlockStatus::data(h.min(end) - off)
+                }
                 _ => BlockStatus::data(len),
             },
             // Past the last data: a hole to the end.

@@ -166,6 +166,26 @@ async fn zeroes_discard_status(s: Scratch) {
     assert!(is_zero(&read(&*dev, 65536 + 32768, 32768).await.unwrap()));
 }
 
+/// The driver remembers the last data extent it found; shrinking and
+/// growing the image must not leave it answering "data" for the new hole.
+#[tokio::test]
+async fn block_status_after_shrink_and_grow() {
+    let s = Scratch::new();
+    let img = s.image("a.img", 1 << 20);
+    let g = BlockGraph::new();
+    g.add(&file("f", &img)).unwrap();
+    let dev = g.get("f").unwrap();
+    write(&*dev, 0, pattern(1 << 20, 3)).await.unwrap();
+    let st = dev.block_status(4096, 1 << 19).await.unwrap();
+    assert!(st.data && st.len == 1 << 19, "{st:?}");
+    dev.resize(65536).await.unwrap();
+    dev.resize(1 << 20).await.unwrap();
+    let st = dev.block_status(131072, 4096).await.unwrap();
+    assert!(!st.data && st.zero, "{st:?}");
+    let st = dev.block_status(4096, 1 << 19).await.unwrap();
+    assert!(st.data && st.len == 65536 - 4096, "{st:?}");
+}
+
 #[tokio::test]
 async fn discard_is_ignored_by_default() {
     let s = Scratch::new();

@@ -2,15 +2,17 @@
 //!
 //! - [`codec`]: the wire format (handshake, options, requests, replies);
 //!   bytes in, bytes out, no sockets.
-//! - [`session`]: one connection's state machine (handshake, then
-//!   transmission with many requests in flight) over any async stream,
-//!   talking to the export's `BlockDevice`; no files, no listeners.
+//! - [`session`]: one connection over any async stream: [`handshake`]
+//!   (option haggling), then [`transmission`] (many requests in flight,
+//!   talking to the export's `BlockDevice`); no files, no listeners.
 //! - `server`: the glue: listeners, max-connections, the handshake
 //!   deadline, export names and client counting for `block-export-del`.
 
 pub mod codec;
+pub mod handshake;
 mod server;
 pub mod session;
+pub mod transmission;
 
 pub use server::{
     ClientGuard, NbdExport, NbdExportOptions, NbdListen, NbdServer, NbdServerOptions,

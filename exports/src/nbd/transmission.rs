@@ -1,0 +1,655 @@
+//! The NBD transmission phase: requests are read by one loop and run
+//! concurrently (at most [`MAX_REQUESTS`] per connection, as QEMU); each
+//! reply is written whole under the connection's writer lock, so replies
+//! may come out of order but never interleave.
+
+use std::io;
+use std::sync::{Arc, Mutex};
+
+use storage_block::{BlockDevice, IoBuf};
+use tokio::io::{
+    AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter, ReadHalf, WriteHalf,
+};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use super::codec::*;
+use super::server::NbdExport;
+use super::session::{
+    Contexts, MAX_REQUESTS, META_ALLOCATION_DEPTH, META_BASE_ALLOCATION, Negotiated, SessionError,
+    drop_bytes, protocol,
+};
+
+/// Extents in one block status chunk (QEMU: 1 MiB of compact extents).
+const MAX_EXTENTS: usize = 1024 * 1024 / 8;
+
+/// State shared by the request tasks of one connection.
+struct Conn<W> {
+    dev: Arc<dyn BlockDevice>,
+    mode: Mode,
+    contexts: Contexts,
+    writer: tokio::sync::Mutex<BufWriter<W>>,
+    /// Buffers of finished reads and writes, reused (they are aligned and
+    /// zeroed once).
+    pool: Mutex<Vec<IoBuf>>,
+}
+
+/// A request as the reader loop hands it to its task.
+struct Incoming {
+    req: Request,
+    /// The data of a write.
+    payload: Option<IoBuf>,
+    /// Contexts of a block status request (its own, with a payload).
+    contexts: Option<Contexts>,
+    /// The request failed its checks: this errno and message go back.
+    error: Option<(u32, String)>,
+}
+
+/// How the reader loop goes on after a request.
+enum Next {
+    Go(Incoming),
+    /// Reply, then disconnect: the request's payload was not read.
+    ReplyAndClose(Incoming),
+    Disconnect,
+}
+
+pub(super) async fn transmission<S>(
+    mut reader: BufReader<ReadHalf<S>>,
+    writer: WriteHalf<S>,
+    n: Negotiated,
+) -> Result<(), SessionError>
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let closed = n.export.closed();
+    tokio::pin!(closed);
+    let conn = Arc::new(Conn {
+        dev: n.export.device.clone(),
+        mode: n.mode,
+        contexts: n.contexts,
+        writer: tokio::sync::Mutex::new(BufWriter::with_capacity(256 * 1024, writer)),
+        pool: Mutex::new(Vec::new()),
+    });
+    let export = n.export;
+    let slots = Arc::new(Semaphore::new(MAX_REQUESTS));
+    let mut tasks = JoinSet::new();
+    let result = loop {
+        // Reap finished tasks so the set does not grow.
+        while tasks.try_join_next().is_some() {}
+        let step = async {
+            let slot = slots.clone().acquire_owned().await;
+            let next = receive(&mut reader, &conn, &export).await;
+            (slot, next)
+        };
+        let (slot, next) = tokio::select! {
+            s = step => s,
+            // Export removed: hard disconnect, requests in flight are dropped.
+            () = &mut closed => {
+                tasks.shutdown().await;
+                return Ok(());
+            }
+        };
+        let Ok(slot) = slot else { break Ok(()) };
+        match next {
+            Ok(Next::Go(inc)) => {
+                let c = conn.clone();
+                tasks.spawn(async move {
+                    let r = handle(&c, inc).await;
+                    drop(slot);
+                    r
+                });
+            }
+            Ok(Next::ReplyAndClose(inc)) => {
+                let r = handle(&conn, inc).await;
+                break r.map_err(SessionError::from);
+            }
+            Ok(Next::Disconnect) => break Ok(()),
+            Err(e) => break Err(e),
+        }
+    };
+    // The spec asks servers to finish what is in flight before closing.
+    tokio::select! {
+        _ = async { while tasks.join_next().await.is_some() {} } => {}
+        () = &mut closed => tasks.shutdown().await,
+    }
+    let mut w = conn.writer.lock().await;
+    let _ = w.flush().await;
+    let _ = w.shutdown().await;
+    result
+}
+
+/// Reads the whole header, or `Ok(false)` at a clean end of file.
+async fn read_header<R: AsyncRead + Unpin>(r: &mut R, buf: &mut [u8]) -> io::Result<bool> {
+    let mut got = 0;
+    while got < buf.len() {
+        let n = r.read(&mut buf[got..]).await?;
+        if n == 0 {
+            if got == 0 {
+                return Ok(false);
+            }
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "Unexpected end-of-file before all bytes were read",
+            ));
+        }
+        got += n;
+    }
+    Ok(true)
+}
+
+impl<W> Conn<W> {
+    fn buffer(&self, len: usize) -> IoBuf {
+        let mut b = self
+            .pool
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop()
+            .unwrap_or_default();
+        b.set_len(len);
+        b
+    }
+
+    fn recycle(&self, buf: IoBuf) {
+        // Keep a few ordinary-sized buffers; giant ones go back to the OS.
+        if buf.capacity() <= 4 * 1024 * 1024 {
+            let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
+            if pool.len() < MAX_REQUESTS {
+                pool.push(buf);
+            }
+        }
+    }
+}
+
+/// Reads one request and checks it as QEMU's `nbd_co_receive_request`.
+async fn receive<R, W>(r: &mut R, conn: &Conn<W>, export: &NbdExport) -> Result<Next, SessionError>
+where
+    R: AsyncRead + Unpin,
+{
+    let mut hdr = [0; EXTENDED_REQUEST_SIZE];
+    let hdr = &mut hdr[..conn.mode.request_size()];
+    if !read_header(r, hdr).await? {
+        return Ok(Next::Disconnect);
+    }
+    let mut req = match Request::decode(hdr) {
+        Ok(r) => r,
+        Err(BadRequest { req: Some(r), msg }) => {
+            return Ok(Next::ReplyAndClose(failed(r, EINVAL, msg)));
+        }
+        Err(BadRequest { req: None, msg }) => return Err(protocol(msg)),
+    };
+    let extended = conn.mode >= Mode::Extended;
+    let with_payload = extended && req.flags & CMD_FLAG_PAYLOAD_LEN != 0;
+    let mut payload_len = if with_payload { req.len } else { 0 };
+    let mut check_length = with_payload;
+    let mut check_rofs = false;
+    let mut payload_okay = false;
+    let mut valid = CMD_FLAG_FUA;
+    let mut contexts = None;
+    let mut inc_error = None;
+    match req.ty {
+        // No reply, whatever the rest of the header says.
+        CMD_DISC => return Ok(Next::Disconnect),
+        CMD_READ => {
+            if conn.mode >= Mode::Structured {
+                valid |= CMD_FLAG_DF;
+            }
+            check_length = true;
+        }
+        CMD_WRITE => {
+            if extended {
+                valid |= CMD_FLAG_PAYLOAD_LEN;
+            }
+            payload_okay = true;
+            payload_len = req.len;
+            check_length = true;
+            check_rofs = true;
+        }
+        CMD_FLUSH => {}
+        CMD_TRIM => check_rofs = true,
+        CMD_CACHE => check_length = true,
+        CMD_WRITE_ZEROES => {
+            valid |= CMD_FLAG_NO_HOLE | CMD_FLAG_FAST_ZERO;
+            check_rofs = true;
+        }
+        CMD_BLOCK_STATUS => {
+            if with_payload {
+                if req.len > u64::from(MAX_BUFFER_SIZE) {
+                    let msg = too_long(req.len);
+                    return Ok(Next::ReplyAndClose(failed(req, EINVAL, msg)));
+                }
+                contexts = Some(status_payload(r, conn, &mut req).await?);
+                payload_len = 0;
+                check_length = false;
+                valid |= CMD_FLAG_PAYLOAD_LEN;
+            }
+            valid |= CMD_FLAG_REQ_ONE;
+        }
+        _ => {}
+    }
+    if check_length && req.len > u64::from(MAX_BUFFER_SIZE) {
+        let inc = failed(req, EINVAL, too_long(req.len));
+        return Ok(if payload_len > 0 {
+            Next::ReplyAndClose(inc)
+        } else {
+            Next::Go(inc)
+        });
+    }
+    let mut payload = None;
+    if payload_len > 0 {
+        if payload_okay {
+            let mut buf = conn.buffer(payload_len as usize);
+            r.read_exact(&mut buf).await?;
+            payload = Some(buf);
+        } else {
+            // Payloads on other commands are dropped; the command fails
+            // below for its flag, not for its length.
+            drop_bytes(r, payload_len).await?;
+            req.len = 0;
+        }
+    }
+    // QEMU answers every failed check with EINVAL (even EROFS/ENOSPC).
+    let size = conn.dev.size();
+    if export.flags() & FLAG_READ_ONLY != 0 && check_rofs {
+        inc_error = Some((EINVAL, "Export is read-only".to_string()));
+    } else if req.offset > size || req.len > size - req.offset {
+        let msg = format!(
+            "operation past EOF; From: {}, Len: {}, Size: {size}",
+            req.offset, req.len
+        );
+        inc_error = Some((EINVAL, msg));
+    } else if req.flags & !valid != 0 {
+        let msg = format!(
+            "unsupported flags for command {} (got 0x{:x})",
+            cmd_name(req.ty),
+            req.flags
+        );
+        inc_error = Some((EINVAL, msg));
+    }
+    Ok(Next::Go(Incoming {
+        req,
+        payload,
+        contexts,
+        error: inc_error,
+    }))
+}
+
+fn too_long(len: u64) -> String {
+    format!("len ({len}) is larger than max len ({MAX_BUFFER_SIZE})")
+}
+
+fn failed(req: Request, err: u32, msg: String) -> Incoming {
+    Incoming {
+        req,
+        payload: None,
+        contexts: None,
+        error: Some((err, msg)),
+    }
+}
+
+/// The payload of an extended block status request: an effect length and
+/// the context ids wanted. Anything odd selects nothing (and the request
+/// then fails), as in QEMU.
+async fn status_payload<R, W>(
+    r: &mut R,
+    conn: &Conn<W>,
+    req: &mut Request,
+) -> Result<Contexts, SessionError>
+where
+    R: AsyncRead + Unpin,
+{
+    let len = req.len;
+    let mut sel = Contexts::default();
+    req.len = 0;
+    let max = 8 + 4 * conn.contexts.count() as u64;
+    if !len.is_multiple_of(4) || !(8..=max).contains(&len) {
+        drop_bytes(r, len).await?;
+        return Ok(sel);
+    }
+    let mut buf = vec![0; len as usize];
+    r.read_exact(&mut buf).await?;
+    let mut effect = [0; 8];
+    effect.copy_from_slice(&buf[..8]);
+    for id in buf[8..].chunks_exact(4) {
+        let id = u32::from_be_bytes([id[0], id[1], id[2], id[3]]);
+        let slot = match id {
+            META_BASE_ALLOCATION if conn.contexts.base_allocation => &mut sel.base_allocation,
+            META_ALLOCATION_DEPTH if conn.contexts.allocation_depth => &mut sel.allocation_depth,
+            _ => return Ok(Contexts::default()),
+        };
+        if *slot {
+            return Ok(Contexts::default());
+        }
+        *slot = true;
+    }
+    req.len = u64::from_be_bytes(effect);
+    Ok(sel)
+}
+
+/// A reply being built: header bytes with data buffers spliced in.
+#[derive(Default)]
+struct Reply {
+    parts: Vec<Part>,
+    /// Bytes after the last data part.
+    tail: Vec<u8>,
+}
+
+enum Part {
+    Bytes(Vec<u8>),
+    Data(Arc<IoBuf>, std::ops::Range<usize>),
+}
+
+impl Reply {
+    /// Where headers are appended.
+    fn bytes(&mut self) -> &mut Vec<u8> {
+        &mut self.tail
+    }
+
+    fn data(&mut self, buf: &Arc<IoBuf>, range: std::ops::Range<usize>) {
+        self.parts.push(Part::Bytes(std::mem::take(&mut self.tail)));
+        self.parts.push(Part::Data(buf.clone(), range));
+    }
+}
+
+impl<W: AsyncWrite + Unpin> Conn<W> {
+    async fn send(&self, reply: Reply) -> io::Result<()> {
+        let mut w = self.writer.lock().await;
+        for p in &reply.parts {
+            match p {
+                Part::Bytes(b) => w.write_all(b).await?,
+                Part::Data(buf, range) => w.write_all(&buf[range.clone()]).await?,
+            }
+        }
+        w.write_all(&reply.tail).await?;
+        w.flush().await?;
+        drop(w);
+        for p in reply.parts {
+            if let Part::Data(buf, _) = p
+                && let Ok(buf) = Arc::try_unwrap(buf)
+            {
+                self.recycle(buf);
+            }
+        }
+        Ok(())
+    }
+
+    fn extended(&self) -> bool {
+        self.mode >= Mode::Extended
+    }
+
+    /// QEMU's `nbd_send_generic_reply`: an error chunk (structured), a
+    /// done chunk (extended, success) or a simple reply.
+    fn generic(&self, out: &mut Reply, req: &Request, result: Result<(), (u32, &str)>) {
+        let b = out.bytes();
+        match result {
+            Err((err, msg)) if self.mode >= Mode::Structured => {
+                put_error_chunk(b, self.extended(), req, err, msg)
+            }
+            Ok(()) if self.extended() => {
+                put_chunk_header(b, true, REPLY_FLAG_DONE, REPLY_TYPE_NONE, req, 0)
+            }
+            Ok(()) => put_simple_reply(b, 0, req.cookie),
+            Err((err, _)) => put_simple_reply(b, err, req.cookie),
+        }
+    }
+
+    fn io_result(&self, out: &mut Reply, req: &Request, r: io::Result<()>, what: &'static str) {
+        let r = r.as_ref().map(|_| ()).map_err(|e| (nbd_errno(e), what));
+        self.generic(out, req, r);
+    }
+}
+
+/// Runs one request and sends its reply.
+async fn handle<W>(conn: &Conn<W>, inc: Incoming) -> io::Result<()>
+where
+    W: AsyncWrite + Unpin,
+{
+    let req = inc.req;
+    let mut out = Reply::default();
+    if let Some((err, msg)) = &inc.error {
+        if let Some(buf) = inc.payload {
+            conn.recycle(buf);
+        }
+        conn.generic(&mut out, &req, Err((*err, msg)));
+        return conn.send(out).await;
+    }
+    let dev = conn.dev.as_ref();
+    let fua = req.flags & CMD_FLAG_FUA != 0;
+    match req.ty {
+        CMD_READ => read(conn, &req, &mut out).await,
+        CMD_WRITE => {
+            let buf = inc.payload.unwrap_or_default();
+            let (r, buf) = dev.write(req.offset, buf, fua).await;
+            conn.recycle(buf);
+            conn.io_result(&mut out, &req, r, "writing to file failed");
+        }
+        CMD_WRITE_ZEROES => {
+            let may_unmap = req.flags & CMD_FLAG_NO_HOLE == 0;
+            let mut r = dev.write_zeroes(req.offset, req.len, may_unmap).await;
+            if r.is_ok() && fua {
+                r = dev.flush().await;
+            }
+            conn.io_result(&mut out, &req, r, "writing to file failed");
+        }
+        CMD_FLUSH => {
+            let r = dev.flush().await;
+            conn.io_result(&mut out, &req, r, "flush failed");
+        }
+        CMD_TRIM => {
+            let mut r = dev.discard(req.offset, req.len).await;
+            if r.is_ok() && fua {
+                r = dev.flush().await;
+            }
+            conn.io_result(&mut out, &req, r, "discard failed");
+        }
+        CMD_CACHE => {
+            // A prefetch: read the range and forget it.
+            let buf = conn.buffer(req.len as usize);
+            let (r, buf) = dev.read(req.offset, buf).await;
+            conn.recycle(buf);
+            conn.io_result(&mut out, &req, r, "caching data failed");
+        }
+        CMD_BLOCK_STATUS => {
+            let contexts = inc.contexts.as_ref().unwrap_or(&conn.contexts);
+            if contexts.count() == 0 {
+                let msg = if conn.contexts.count() > 0 {
+                    "CMD_BLOCK_STATUS payload not valid"
+                } else {
+                    "CMD_BLOCK_STATUS not negotiated"
+                };
+                conn.generic(&mut out, &req, Err((EINVAL, msg)));
+            } else if req.len == 0 {
+                conn.generic(&mut out, &req, Err((EINVAL, "need non-zero length")));
+            } else {
+                block_status(conn, &req, contexts, &mut out).await;
+            }
+        }
+        ty => {
+            let msg = format!("invalid request type ({ty}) received");
+            conn.generic(&mut out, &req, Err((EINVAL, &msg)));
+        }
+    }
+    conn.send(out).await
+}
+
+/// `NBD_CMD_READ`: structured clients get holes as `OFFSET_HOLE` chunks
+/// unless they asked for one piece (`DF`).
+async fn read<W>(conn: &Conn<W>, req: &Request, out: &mut Reply)
+where
+    W: AsyncWrite + Unpin,
+{
+    let dev = conn.dev.as_ref();
+    let ext = conn.extended();
+    if req.flags & CMD_FLAG_FUA != 0
+        && let Err(e) = dev.flush().await
+    {
+        conn.generic(out, req, Err((nbd_errno(&e), "flush failed")));
+        return;
+    }
+    let len = req.len as usize;
+    if conn.mode >= Mode::Structured && req.flags & CMD_FLAG_DF == 0 && len > 0 {
+        return sparse_read(conn, req, out).await;
+    }
+    let (r, buf) = dev.read(req.offset, conn.buffer(len)).await;
+    if let Err(e) = r {
+        conn.recycle(buf);
+        conn.generic(out, req, Err((nbd_errno(&e), "reading from file failed")));
+        return;
+    }
+    let buf = Arc::new(buf);
+    if conn.mode >= Mode::Structured {
+        if len > 0 {
+            put_data_chunk_header(out.bytes(), ext, true, req, req.offset, len as u64);
+            out.data(&buf, 0..len);
+        } else {
+            put_chunk_header(out.bytes(), ext, REPLY_FLAG_DONE, REPLY_TYPE_NONE, req, 0);
+        }
+    } else {
+        put_simple_reply(out.bytes(), 0, req.cookie);
+        out.data(&buf, 0..len);
+    }
+}
+
+/// QEMU's `nbd_co_send_sparse_read`: one chunk per extent, holes without
+/// data. Only the data extents are read.
+async fn sparse_read<W>(conn: &Conn<W>, req: &Request, out: &mut Reply)
+where
+    W: AsyncWrite + Unpin,
+{
+    let dev = conn.dev.as_ref();
+    let ext = conn.extended();
+    // (offset in request, length, is a hole), merged.
+    let mut extents: Vec<(u64, u64, bool)> = Vec::new();
+    let mut progress = 0;
+    while progress < req.len {
+        let st = match dev
+            .block_status(req.offset + progress, req.len - progress)
+            .await
+        {
+            Ok(st) => st,
+            Err(e) => {
+                let msg = format!("unable to check for holes: {}", strerror(&e));
+                conn.generic(out, req, Err((nbd_errno(&e), &msg)));
+                return;
+            }
+        };
+        let n = st.len.clamp(1, req.len - progress);
+        match extents.last_mut() {
+            Some(last) if last.2 == st.zero => last.1 += n,
+            _ => extents.push((progress, n, st.zero)),
+        }
+        progress += n;
+    }
+    // One read when everything is data (the common case).
+    let mut whole = None;
+    if extents.len() == 1 && !extents[0].2 {
+        let (r, buf) = dev.read(req.offset, conn.buffer(req.len as usize)).await;
+        if let Err(e) = r {
+            conn.recycle(buf);
+            conn.generic(out, req, Err((nbd_errno(&e), "reading from file failed")));
+            return;
+        }
+        whole = Some(Arc::new(buf));
+    }
+    let last = extents.len() - 1;
+    for (i, (off, n, hole)) in extents.into_iter().enumerate() {
+        let done = i == last;
+        let offset = req.offset + off;
+        if hole {
+            put_hole_chunk(out.bytes(), ext, done, req, offset, n as u32);
+            continue;
+        }
+        let buf = match &whole {
+            Some(b) => b.clone(),
+            None => {
+                let (r, buf) = dev.read(offset, conn.buffer(n as usize)).await;
+                if let Err(e) = r {
+                    conn.recycle(buf);
+                    // Earlier chunks are valid; the error chunk ends the reply.
+                    conn.generic(out, req, Err((nbd_errno(&e), "reading from file failed")));
+                    return;
+                }
+                Arc::new(buf)
+            }
+        };
+        let start = if whole.is_some() { off as usize } else { 0 };
+        put_data_chunk_header(out.bytes(), ext, done, req, offset, n);
+        out.data(&buf, start..start + n as usize);
+    }
+}
+
+fn strerror(e: &io::Error) -> String {
+    let s = e.to_string();
+    match s.rfind(" (os error ") {
+        Some(i) => s[..i].to_string(),
+        None => s,
+    }
+}
+
+/// `NBD_CMD_BLOCK_STATUS`: one chunk per selected context, the last one
+/// flagged done.
+async fn block_status<W>(conn: &Conn<W>, req: &Request, contexts: &Contexts, out: &mut Reply)
+where
+    W: AsyncWrite + Unpin,
+{
+    let one = req.flags & CMD_FLAG_REQ_ONE != 0;
+    let max = if one { 1 } else { MAX_EXTENTS };
+    let mut wanted = Vec::new();
+    if contexts.base_allocation {
+        wanted.push(META_BASE_ALLOCATION);
+    }
+    if contexts.allocation_depth {
+        wanted.push(META_ALLOCATION_DEPTH);
+    }
+    let n = wanted.len();
+    for (i, id) in wanted.into_iter().enumerate() {
+        match extents(conn, req, id, max).await {
+            Ok(ex) => {
+                put_block_status_chunk(out.bytes(), conn.extended(), i + 1 == n, req, id, &ex)
+            }
+            Err(e) => {
+                conn.generic(out, req, Err((nbd_errno(&e), "can't get block status")));
+                return;
+            }
+        }
+    }
+}
+
+/// Extents of one context from `BlockDevice::block_status`, merged as
+/// QEMU's `nbd_extent_array_add` does (32-bit lengths unless extended).
+async fn extents<W>(
+    conn: &Conn<W>,
+    req: &Request,
+    context: u32,
+    max: usize,
+) -> io::Result<Vec<Extent>> {
+    let limit = if conn.mode >= Mode::Extended {
+        u64::MAX
+    } else {
+        u64::from(u32::MAX)
+    };
+    let mut out: Vec<Extent> = Vec::new();
+    let mut offset = req.offset;
+    let end = req.offset + req.len;
+    while offset < end {
+        let st = conn.dev.block_status(offset, end - offset).await?;
+        let len = st.len.clamp(1, end - offset);
+        let flags = if context == META_BASE_ALLOCATION {
+            (if st.data { 0 } else { STATE_HOLE }) | (if st.zero { STATE_ZERO } else { 0 })
+        } else {
+            u32::from(st.allocated)
+        };
+        offset += len;
+        if let Some(last) = out.last_mut()
+            && last.flags == flags
+            && last.len.saturating_add(len) <= limit
+        {
+            last.len += len;
+            continue;
+        }
+        if out.len() == max {
+            break;
+        }
+        out.push(Extent { len, flags });
+    }
+    Ok(out)
+}
