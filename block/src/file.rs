@@ -481,7 +481,13 @@ impl FileInner {
                 Ok(h) if h > off => {
                     let mut c = self.cached_data();
                     if c.generation == cache.generation {
-                        (c.start, c.end) = (off, h);
+                        // Grow the known extent when the new one touches it:
+                        // strided readers then converge on one extent.
+                        if off <= c.end && h >= c.start && c.start < c.end {
+                            (c.start, c.end) = (c.start.min(off), c.end.max(h));
+                        } else {
+                            (c.start, c.end) = (off, h);
+                        }
                     }
                     drop(c);
                     BlockStatus::data(h.min(end) - off)

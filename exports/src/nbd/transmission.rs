@@ -8,9 +8,9 @@ use std::sync::{Arc, Mutex};
 
 use storage_block::{BlockDevice, IoBuf};
 use tokio::io::{
-    AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter, ReadHalf, WriteHalf,
+    AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, ReadHalf,
+    WriteHalf,
 };
-use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use super::codec::*;
@@ -23,12 +23,11 @@ use super::session::{
 /// Extents in one block status chunk (QEMU: 1 MiB of compact extents).
 const MAX_EXTENTS: usize = 1024 * 1024 / 8;
 
-/// State shared by the request tasks of one connection.
-struct Conn<W> {
+/// State shared by the requests of one connection.
+struct Conn {
     dev: Arc<dyn BlockDevice>,
     mode: Mode,
     contexts: Contexts,
-    writer: tokio::sync::Mutex<BufWriter<W>>,
     /// Buffers of finished reads and writes, reused (they are aligned and
     /// zeroed once).
     pool: Mutex<Vec<IoBuf>>,
@@ -53,9 +52,72 @@ enum Next {
     Disconnect,
 }
 
+/// Replies waiting to be written: whole replies only, in completion order.
+/// Small data is copied so that a burst of replies leaves in one `write`.
+#[derive(Default)]
+struct Outbox {
+    parts: Vec<Part>,
+    /// Replies queued (each holds a request slot until written).
+    replies: usize,
+}
+
+/// Data up to this size is copied into the outgoing bytes.
+const COPY_MAX: usize = 64 * 1024;
+
+impl Outbox {
+    fn push(&mut self, conn: &Conn, reply: Reply) {
+        for part in reply.parts.into_iter().chain([Part::Bytes(reply.tail)]) {
+            match part {
+                Part::Data(buf, range) if range.len() <= COPY_MAX => {
+                    self.bytes().extend_from_slice(&buf[range]);
+                    if let Ok(buf) = Arc::try_unwrap(buf) {
+                        conn.recycle(buf);
+                    }
+                }
+                Part::Bytes(b) => self.bytes().extend_from_slice(&b),
+                data => self.parts.push(data),
+            }
+        }
+        self.replies += 1;
+    }
+
+    fn bytes(&mut self) -> &mut Vec<u8> {
+        if !matches!(self.parts.last(), Some(Part::Bytes(_))) {
+            self.parts.push(Part::Bytes(Vec::with_capacity(COPY_MAX)));
+        }
+        match self.parts.last_mut() {
+            Some(Part::Bytes(b)) => b,
+            _ => unreachable!("a bytes part was just pushed"),
+        }
+    }
+
+    async fn flush<W: AsyncWrite + Unpin>(&mut self, conn: &Conn, w: &mut W) -> io::Result<()> {
+        for part in self.parts.drain(..) {
+            match part {
+                Part::Bytes(b) => w.write_all(&b).await?,
+                Part::Data(buf, range) => {
+                    w.write_all(&buf[range]).await?;
+                    if let Ok(buf) = Arc::try_unwrap(buf) {
+                        conn.recycle(buf);
+                    }
+                }
+            }
+        }
+        self.replies = 0;
+        Ok(())
+    }
+}
+
+/// Serves requests until the client disconnects or the export closes.
+///
+/// One task per connection: requests whose block I/O completes at once
+/// (tmpfs, page cache, null) are answered inline and their replies are
+/// batched into one write per burst; a request whose I/O has to wait
+/// goes on in a task of its own, so up to [`MAX_REQUESTS`] run
+/// concurrently and their replies come back in completion order.
 pub(super) async fn transmission<S>(
     mut reader: BufReader<ReadHalf<S>>,
-    writer: WriteHalf<S>,
+    mut writer: WriteHalf<S>,
     n: Negotiated,
 ) -> Result<(), SessionError>
 where
@@ -67,55 +129,109 @@ where
         dev: n.export.device.clone(),
         mode: n.mode,
         contexts: n.contexts,
-        writer: tokio::sync::Mutex::new(BufWriter::with_capacity(256 * 1024, writer)),
         pool: Mutex::new(Vec::new()),
     });
     let export = n.export;
-    let slots = Arc::new(Semaphore::new(MAX_REQUESTS));
-    let mut tasks = JoinSet::new();
+    let header = conn.mode.request_size();
+    let mut tasks: JoinSet<Reply> = JoinSet::new();
+    let mut out = Outbox::default();
+    let mut eof = false;
     let result = loop {
-        // Reap finished tasks so the set does not grow.
-        while tasks.try_join_next().is_some() {}
-        let step = async {
-            let slot = slots.clone().acquire_owned().await;
-            let next = receive(&mut reader, &conn, &export).await;
-            (slot, next)
-        };
-        let (slot, next) = tokio::select! {
-            s = step => s,
+        // Export removed: hard disconnect, requests in flight are dropped.
+        if export.is_closing() {
+            tasks.shutdown().await;
+            return Ok(());
+        }
+        let mut lost = None;
+        while let Some(done) = tasks.try_join_next() {
+            match done {
+                Ok(reply) => out.push(&conn, reply),
+                Err(e) => lost = Some(e),
+            }
+        }
+        // A request task that panicked lost its reply: end the connection.
+        if let Some(e) = lost {
+            break Err(io::Error::other(e).into());
+        }
+        let busy = tasks.len() + out.replies;
+        // Requests already buffered are taken before anything is written,
+        // so a burst of requests gets a burst of replies.
+        if !eof && busy < MAX_REQUESTS && reader.buffer().len() >= header {
+            match receive(&mut reader, &conn, &export).await {
+                Ok(Next::Go(inc)) => start(&conn, inc, &mut tasks, &mut out).await,
+                Ok(Next::ReplyAndClose(inc)) => {
+                    out.push(&conn, handle(conn.clone(), inc).await);
+                    eof = true;
+                }
+                Ok(Next::Disconnect) => eof = true,
+                Err(e) => break Err(e),
+            }
+            continue;
+        }
+        if !out.parts.is_empty() {
+            if let Err(e) = out.flush(&conn, &mut writer).await {
+                break Err(e.into());
+            }
+            continue;
+        }
+        if eof && tasks.is_empty() {
+            break Ok(());
+        }
+        tokio::select! {
+            biased;
             // Export removed: hard disconnect, requests in flight are dropped.
             () = &mut closed => {
                 tasks.shutdown().await;
                 return Ok(());
             }
-        };
-        let Ok(slot) = slot else { break Ok(()) };
-        match next {
-            Ok(Next::Go(inc)) => {
-                let c = conn.clone();
-                tasks.spawn(async move {
-                    let r = handle(&c, inc).await;
-                    drop(slot);
-                    r
-                });
-            }
-            Ok(Next::ReplyAndClose(inc)) => {
-                let r = handle(&conn, inc).await;
-                break r.map_err(SessionError::from);
-            }
-            Ok(Next::Disconnect) => break Ok(()),
-            Err(e) => break Err(e),
+            Some(done) = tasks.join_next(), if !tasks.is_empty() => match done {
+                Ok(reply) => out.push(&conn, reply),
+                Err(e) => break Err(io::Error::other(e).into()),
+            },
+            filled = async { reader.fill_buf().await.map(<[u8]>::len) }, if !eof && busy < MAX_REQUESTS => match filled {
+                Ok(0) => eof = true,
+                Ok(got) if got < header => {
+                    // A partial header: read the rest of this request now.
+                    match receive(&mut reader, &conn, &export).await {
+                        Ok(Next::Go(inc)) => start(&conn, inc, &mut tasks, &mut out).await,
+                        Ok(Next::ReplyAndClose(inc)) => {
+                            out.push(&conn, handle(conn.clone(), inc).await);
+                            eof = true;
+                        }
+                        Ok(Next::Disconnect) => eof = true,
+                        Err(e) => break Err(e),
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => break Err(e.into()),
+            },
         }
     };
-    // The spec asks servers to finish what is in flight before closing.
+    // The spec asks servers to finish what is in flight before closing
+    // (QEMU does); the replies are sent when the client is still there.
     tokio::select! {
-        _ = async { while tasks.join_next().await.is_some() {} } => {}
+        _ = async {
+            while let Some(Ok(reply)) = tasks.join_next().await {
+                out.push(&conn, reply);
+            }
+        } => {}
         () = &mut closed => tasks.shutdown().await,
     }
-    let mut w = conn.writer.lock().await;
-    let _ = w.flush().await;
-    let _ = w.shutdown().await;
+    let _ = out.flush(&conn, &mut writer).await;
+    let _ = writer.shutdown().await;
     result
+}
+
+/// Runs a request: inline when its I/O completes at once, else in a task.
+async fn start(conn: &Arc<Conn>, inc: Incoming, tasks: &mut JoinSet<Reply>, out: &mut Outbox) {
+    let mut fut = Box::pin(handle(conn.clone(), inc));
+    let first = std::future::poll_fn(|cx| std::task::Poll::Ready(fut.as_mut().poll(cx))).await;
+    match first {
+        std::task::Poll::Ready(reply) => out.push(conn, reply),
+        std::task::Poll::Pending => {
+            tasks.spawn(fut);
+        }
+    }
 }
 
 /// Reads the whole header, or `Ok(false)` at a clean end of file.
@@ -137,7 +253,7 @@ async fn read_header<R: AsyncRead + Unpin>(r: &mut R, buf: &mut [u8]) -> io::Res
     Ok(true)
 }
 
-impl<W> Conn<W> {
+impl Conn {
     fn buffer(&self, len: usize) -> IoBuf {
         let mut b = self
             .pool
@@ -161,7 +277,7 @@ impl<W> Conn<W> {
 }
 
 /// Reads one request and checks it as QEMU's `nbd_co_receive_request`.
-async fn receive<R, W>(r: &mut R, conn: &Conn<W>, export: &NbdExport) -> Result<Next, SessionError>
+async fn receive<R>(r: &mut R, conn: &Conn, export: &NbdExport) -> Result<Next, SessionError>
 where
     R: AsyncRead + Unpin,
 {
@@ -289,9 +405,9 @@ fn failed(req: Request, err: u32, msg: String) -> Incoming {
 /// The payload of an extended block status request: an effect length and
 /// the context ids wanted. Anything odd selects nothing (and the request
 /// then fails), as in QEMU.
-async fn status_payload<R, W>(
+async fn status_payload<R>(
     r: &mut R,
-    conn: &Conn<W>,
+    conn: &Conn,
     req: &mut Request,
 ) -> Result<Contexts, SessionError>
 where
@@ -350,28 +466,7 @@ impl Reply {
     }
 }
 
-impl<W: AsyncWrite + Unpin> Conn<W> {
-    async fn send(&self, reply: Reply) -> io::Result<()> {
-        let mut w = self.writer.lock().await;
-        for p in &reply.parts {
-            match p {
-                Part::Bytes(b) => w.write_all(b).await?,
-                Part::Data(buf, range) => w.write_all(&buf[range.clone()]).await?,
-            }
-        }
-        w.write_all(&reply.tail).await?;
-        w.flush().await?;
-        drop(w);
-        for p in reply.parts {
-            if let Part::Data(buf, _) = p
-                && let Ok(buf) = Arc::try_unwrap(buf)
-            {
-                self.recycle(buf);
-            }
-        }
-        Ok(())
-    }
-
+impl Conn {
     fn extended(&self) -> bool {
         self.mode >= Mode::Extended
     }
@@ -399,10 +494,8 @@ impl<W: AsyncWrite + Unpin> Conn<W> {
 }
 
 /// Runs one request and sends its reply.
-async fn handle<W>(conn: &Conn<W>, inc: Incoming) -> io::Result<()>
-where
-    W: AsyncWrite + Unpin,
-{
+async fn handle(conn: Arc<Conn>, inc: Incoming) -> Reply {
+    let conn = conn.as_ref();
     let req = inc.req;
     let mut out = Reply::default();
     if let Some((err, msg)) = &inc.error {
@@ -410,7 +503,7 @@ where
             conn.recycle(buf);
         }
         conn.generic(&mut out, &req, Err((*err, msg)));
-        return conn.send(out).await;
+        return out;
     }
     let dev = conn.dev.as_ref();
     let fua = req.flags & CMD_FLAG_FUA != 0;
@@ -442,11 +535,11 @@ where
             conn.io_result(&mut out, &req, r, "discard failed");
         }
         CMD_CACHE => {
-            // A prefetch: read the range and forget it.
-            let buf = conn.buffer(req.len as usize);
-            let (r, buf) = dev.read(req.offset, buf).await;
-            conn.recycle(buf);
-            conn.io_result(&mut out, &req, r, "caching data failed");
+            // QEMU prefetches with copy-on-read, which only reads what a
+            // backing file would supply; a node without one does no I/O.
+            // Reading here would pull zeroed (unwritten) extents into the
+            // page cache, and ext4's SEEK_DATA then reports them as data.
+            conn.io_result(&mut out, &req, Ok(()), "caching data failed");
         }
         CMD_BLOCK_STATUS => {
             let contexts = inc.contexts.as_ref().unwrap_or(&conn.contexts);
@@ -468,15 +561,12 @@ where
             conn.generic(&mut out, &req, Err((EINVAL, &msg)));
         }
     }
-    conn.send(out).await
+    out
 }
 
 /// `NBD_CMD_READ`: structured clients get holes as `OFFSET_HOLE` chunks
 /// unless they asked for one piece (`DF`).
-async fn read<W>(conn: &Conn<W>, req: &Request, out: &mut Reply)
-where
-    W: AsyncWrite + Unpin,
-{
+async fn read(conn: &Conn, req: &Request, out: &mut Reply) {
     let dev = conn.dev.as_ref();
     let ext = conn.extended();
     if req.flags & CMD_FLAG_FUA != 0
@@ -511,10 +601,7 @@ where
 
 /// QEMU's `nbd_co_send_sparse_read`: one chunk per extent, holes without
 /// data. Only the data extents are read.
-async fn sparse_read<W>(conn: &Conn<W>, req: &Request, out: &mut Reply)
-where
-    W: AsyncWrite + Unpin,
-{
+async fn sparse_read(conn: &Conn, req: &Request, out: &mut Reply) {
     let dev = conn.dev.as_ref();
     let ext = conn.extended();
     // (offset in request, length, is a hole), merged.
@@ -587,10 +674,7 @@ fn strerror(e: &io::Error) -> String {
 
 /// `NBD_CMD_BLOCK_STATUS`: one chunk per selected context, the last one
 /// flagged done.
-async fn block_status<W>(conn: &Conn<W>, req: &Request, contexts: &Contexts, out: &mut Reply)
-where
-    W: AsyncWrite + Unpin,
-{
+async fn block_status(conn: &Conn, req: &Request, contexts: &Contexts, out: &mut Reply) {
     let one = req.flags & CMD_FLAG_REQ_ONE != 0;
     let max = if one { 1 } else { MAX_EXTENTS };
     let mut wanted = Vec::new();
@@ -616,12 +700,7 @@ where
 
 /// Extents of one context from `BlockDevice::block_status`, merged as
 /// QEMU's `nbd_extent_array_add` does (32-bit lengths unless extended).
-async fn extents<W>(
-    conn: &Conn<W>,
-    req: &Request,
-    context: u32,
-    max: usize,
-) -> io::Result<Vec<Extent>> {
+async fn extents(conn: &Conn, req: &Request, context: u32, max: usize) -> io::Result<Vec<Extent>> {
     let limit = if conn.mode >= Mode::Extended {
         u64::MAX
     } else {
