@@ -9,6 +9,8 @@
 //!   deadline, export names and client counting for `block-export-del`.
 
 pub mod codec;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod handshake;
 mod server;
 pub mod session;

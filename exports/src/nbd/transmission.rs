@@ -91,16 +91,27 @@ impl Outbox {
         }
     }
 
+    /// Writes everything queued with as few `writev` calls as the socket
+    /// takes: a chunk header and its data leave in one segment.
     async fn flush<W: AsyncWrite + Unpin>(&mut self, conn: &Conn, w: &mut W) -> io::Result<()> {
+        let mut slices: Vec<io::IoSlice<'_>> = self
+            .parts
+            .iter()
+            .map(|p| io::IoSlice::new(p.as_slice()))
+            .collect();
+        let mut rest = &mut slices[..];
+        while !rest.is_empty() {
+            let n = w.write_vectored(rest).await?;
+            if n == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            io::IoSlice::advance_slices(&mut rest, n);
+        }
         for part in self.parts.drain(..) {
-            match part {
-                Part::Bytes(b) => w.write_all(&b).await?,
-                Part::Data(buf, range) => {
-                    w.write_all(&buf[range]).await?;
-                    if let Ok(buf) = Arc::try_unwrap(buf) {
-                        conn.recycle(buf);
-                    }
-                }
+            if let Part::Data(buf, _) = part
+                && let Ok(buf) = Arc::try_unwrap(buf)
+            {
+                conn.recycle(buf);
             }
         }
         self.replies = 0;
@@ -452,6 +463,15 @@ struct Reply {
 enum Part {
     Bytes(Vec<u8>),
     Data(Arc<IoBuf>, std::ops::Range<usize>),
+}
+
+impl Part {
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Part::Bytes(b) => b,
+            Part::Data(buf, range) => &buf[range.clone()],
+        }
+    }
 }
 
 impl Reply {
