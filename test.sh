@@ -6,8 +6,13 @@ cd "$(dirname "$0")"
 
 need() { command -v "$1" >/dev/null 2>&1; }
 need cargo || { echo "test.sh: cargo is missing; install Rust (rustup) first" >&2; exit 1; }
-# nbdinfo for tests/nbd_clients.rs
+# nbdinfo and nbdcopy (libnbd-bin), nbdsh and libnbd's Python module for the
+# distribution's python3 (python3-libnbd), fio with its nbd engine: the NBD
+# client tests (tests/nbd_*.rs)
 need nbdinfo || { apt-get update -qq && apt-get install -y -qq libnbd-bin; }
+{ need nbdsh && /usr/bin/python3 -c 'import nbd' 2>/dev/null; } ||
+    { apt-get update -qq && apt-get install -y -qq python3-libnbd; }
+need fio || { apt-get update -qq && apt-get install -y -qq fio; }
 # qemu-storage-daemon, qemu-img and qemu-io: the reference daemon of the
 # differential tests and the image tools (this machine kind has them)
 need qemu-storage-daemon || { apt-get update -qq && apt-get install -y -qq qemu-utils; }
@@ -28,3 +33,11 @@ cargo test -p qapi-gen --test generated_crates -- --ignored --nocapture
 
 echo "== command-line error texts against the installed qemu-storage-daemon"
 cargo test -p storage-runtime --lib table_matches_live_qsd -- --ignored
+
+echo "== each export backend alone (cargo features; tests/features.rs checks what is left out)"
+for backend in nbd fuse vhost-user-blk vduse; do
+    echo "-- --no-default-features --features $backend"
+    cargo build -p storage-daemon --no-default-features --features "$backend"
+    cargo test -p storage-daemon --no-default-features --features "$backend" --no-fail-fast
+    cargo test -p storage-runtime --no-default-features --features "$backend" --no-fail-fast
+done

@@ -8,6 +8,9 @@
 //! the same arguments (program name aside) and leaves nothing behind: no
 //! monitor socket file, no pid file, no image lock.
 
+// Its command lines and QMP scripts (both compared with qsd) use NBD.
+#![cfg(feature = "nbd")]
+
 mod common;
 
 use std::process::Command;

@@ -14,6 +14,14 @@
 //! Deliberate differences are left out of the scripts, each with a comment
 //! saying why (see `KNOWN DIFFERENCES` below).
 
+// Compared with qsd's whole interface: only the default build has it all.
+#![cfg(all(
+    feature = "nbd",
+    feature = "fuse",
+    feature = "vhost-user-blk",
+    feature = "vduse"
+))]
+
 mod common;
 
 use std::collections::{BTreeSet, HashMap, HashSet};

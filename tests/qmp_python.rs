@@ -6,6 +6,9 @@
 //!
 //! `qemu.qmp` missing is a failure, not a skip: `./test.sh` installs it.
 
+// The script starts an NBD server and export.
+#![cfg(feature = "nbd")]
+
 mod common;
 
 use std::process::Command;

@@ -9,4 +9,7 @@ pub mod registry;
 #[cfg(feature = "nbd")]
 pub mod nbd;
 
+#[cfg(feature = "fuse")]
+pub mod fuse;
+
 pub use registry::{Export, ExportError, ExportRegistry};

@@ -218,7 +218,8 @@ impl ExportRegistry {
     }
 }
 
-#[cfg(test)]
+// The fake export below registers as an NBD one.
+#[cfg(all(test, feature = "nbd"))]
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};

@@ -5,6 +5,7 @@ use storage_block::{
     Aio, BlockdevOptions, BlockdevRef, CacheOptions, DetectZeroes, Discard, DriverOptions,
     FileOptions, NullOptions, OnOffAuto, RawOptions,
 };
+#[cfg(feature = "nbd")]
 use storage_exports::nbd::NbdListen;
 
 fn size(v: Option<i64>) -> Option<u64> {
@@ -79,6 +80,7 @@ fn null(n: &q::BlockdevOptionsNull) -> NullOptions {
 }
 
 /// A QMP/CLI socket address to where the NBD server listens.
+#[cfg(feature = "nbd")]
 pub fn nbd_listen(addr: &q::SocketAddress) -> Result<NbdListen, String> {
     match &addr.branch {
         q::SocketAddressBranch::Inet(i) => Ok(NbdListen::Tcp {
@@ -89,11 +91,13 @@ pub fn nbd_listen(addr: &q::SocketAddress) -> Result<NbdListen, String> {
         q::SocketAddressBranch::Vsock(_) => {
             Err("vsock addresses are not supported by this build".into())
         }
-        q::SocketAddressBranch::Fd(f) => Err(format!("file descriptor '{}' not found", f.str)),
+        // A number is an inherited descriptor (QEMU's monitor_fd_param).
+        q::SocketAddressBranch::Fd(f) => crate::cli::parse_fd(&f.str).map(NbdListen::Fd),
     }
 }
 
 /// The legacy (`nbd-server-start`) form of a socket address.
+#[cfg(feature = "nbd")]
 pub fn socket_address(addr: q::SocketAddressLegacy) -> q::SocketAddress {
     let branch = match addr.branch {
         q::SocketAddressLegacyBranch::Inet(w) => q::SocketAddressBranch::Inet(w.data),

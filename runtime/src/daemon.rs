@@ -7,6 +7,7 @@ use qapi_rt::{CommandInfo, QmpError};
 use qmp_types as q;
 use serde_json::{Map, Value};
 use storage_block::{BlockGraph, Perms};
+#[cfg(feature = "nbd")]
 use storage_exports::nbd::{NbdExportOptions, NbdServer, NbdServerOptions};
 use storage_exports::{ExportError, ExportRegistry};
 use tokio::sync::watch;
@@ -25,6 +26,7 @@ pub fn package() -> String {
 pub struct Daemon {
     pub graph: Arc<BlockGraph>,
     pub exports: Arc<ExportRegistry>,
+    #[cfg(feature = "nbd")]
     pub nbd: Arc<NbdServer>,
     pub events: Events,
     /// Turns true when the daemon should shut down.
@@ -48,11 +50,14 @@ fn generic(e: impl ToString) -> QmpError {
 impl Daemon {
     pub fn new() -> Arc<Daemon> {
         let events = Events::new();
+        #[cfg(feature = "nbd")]
         let nbd = NbdServer::new();
         let ev = events.clone();
+        #[cfg(feature = "nbd")]
         let nbd_for_hook = Arc::downgrade(&nbd);
-        let exports = ExportRegistry::new(move |id, name| {
-            if let (Some(n), Some(name)) = (nbd_for_hook.upgrade(), name) {
+        let exports = ExportRegistry::new(move |id, _name| {
+            #[cfg(feature = "nbd")]
+            if let (Some(n), Some(name)) = (nbd_for_hook.upgrade(), _name) {
                 n.remove_export(name);
             }
             ev.emit_event(&q::BlockExportDeletedEvent(q::BlockExportDeletedData {
@@ -63,6 +68,7 @@ impl Daemon {
         Arc::new(Daemon {
             graph: Arc::new(BlockGraph::new()),
             exports,
+            #[cfg(feature = "nbd")]
             nbd,
             events,
             shutdown,
@@ -87,6 +93,13 @@ impl Daemon {
         let _ = self.shutdown.send(true);
     }
 
+    /// Stops the NBD server and ends every export (`quit`, signals).
+    pub async fn end_exports(&self) {
+        #[cfg(feature = "nbd")]
+        let _ = self.nbd.stop();
+        self.exports.shutdown_all().await;
+    }
+
     /// `blockdev-add` and `--blockdev`.
     pub fn blockdev_add_sync(&self, arg: &q::BlockdevOptions) -> Result<(), QmpError> {
         self.graph
@@ -97,6 +110,7 @@ impl Daemon {
 
     /// `nbd-server-start` and `--nbd-server`: as in QEMU, the socket is
     /// bound before TLS options are looked at.
+    #[cfg(feature = "nbd")]
     pub fn nbd_start(
         &self,
         addr: &q::SocketAddress,
@@ -130,10 +144,9 @@ impl Daemon {
             return Err(generic("Invalid block export id"));
         }
         self.exports.check_id(&arg.id).map_err(generic)?;
-        #[allow(irrefutable_let_patterns)]
-        let q::BlockExportOptionsBranch::Nbd(n) = &arg.branch else {
+        if !has_driver(&arg.branch) {
             return Err(generic("No driver found for the requested export type"));
-        };
+        }
         let node = self.graph.get(&arg.node_name).map_err(|_| {
             generic(format!(
                 "Cannot find device='' nor node-name='{}'",
@@ -154,10 +167,65 @@ impl Daemon {
                 return Err(generic(format!("iothread \"{id}\" not found")));
             }
         }
+        #[allow(unused_mut)]
+        let mut perms = Perms::export(writable);
+        // FUSE exports that may change the size hold the resize permission.
+        #[cfg(feature = "fuse")]
+        if let q::BlockExportOptionsBranch::Fuse(f) = &arg.branch
+            && (writable || f.growable.unwrap_or(false))
+        {
+            perms.perm |= Perms::RESIZE;
+        }
         let user = self
             .graph
-            .attach(&arg.node_name, Perms::export(writable))
+            .attach(&arg.node_name, perms)
             .map_err(|e| generic(e.desc()))?;
+        match &arg.branch {
+            #[cfg(feature = "nbd")]
+            q::BlockExportOptionsBranch::Nbd(n) => self.nbd_export_add(arg, n, writable, user),
+            #[cfg(feature = "fuse")]
+            q::BlockExportOptionsBranch::Fuse(f) => {
+                use storage_exports::fuse::{AllowOther, FuseExport, FuseExportOptions};
+                let opts = FuseExportOptions {
+                    mountpoint: f.mountpoint.clone(),
+                    writable,
+                    growable: f.growable.unwrap_or(false),
+                    allow_other: match f.allow_other {
+                        Some(q::FuseExportAllowOther::Off) => AllowOther::Off,
+                        Some(q::FuseExportAllowOther::On) => AllowOther::On,
+                        Some(q::FuseExportAllowOther::Auto) | None => AllowOther::Auto,
+                    },
+                };
+                let export = FuseExport::create(opts, user.device().clone()).map_err(generic)?;
+                self.exports
+                    .add(
+                        &arg.id,
+                        q::BlockExportType::Fuse,
+                        &arg.node_name,
+                        None,
+                        export,
+                        user,
+                    )
+                    .map_err(generic)
+            }
+            // has_driver() turned every other type away.
+            #[allow(unreachable_patterns)]
+            _ => {
+                drop(user);
+                Err(generic("No driver found for the requested export type"))
+            }
+        }
+    }
+
+    /// The NBD part of `export_add`, after the generic checks.
+    #[cfg(feature = "nbd")]
+    fn nbd_export_add(
+        &self,
+        arg: &q::BlockExportOptions,
+        n: &q::BlockExportOptionsNbd,
+        writable: bool,
+        user: storage_block::graph::NodeUser,
+    ) -> Result<(), QmpError> {
         let name = n.name.clone().unwrap_or_else(|| arg.node_name.clone());
         let opts = NbdExportOptions {
             name: name.clone(),
@@ -192,6 +260,20 @@ impl Daemon {
                 user,
             )
             .map_err(generic)
+    }
+}
+
+/// Whether this build has a backend for the export type: QEMU's
+/// `blk_exp_find_driver()`. vhost-user-blk and VDUSE exports are in the
+/// schema (when their features are on) but not implemented yet.
+fn has_driver(branch: &q::BlockExportOptionsBranch) -> bool {
+    match branch {
+        #[cfg(feature = "nbd")]
+        q::BlockExportOptionsBranch::Nbd(_) => true,
+        #[cfg(feature = "fuse")]
+        q::BlockExportOptionsBranch::Fuse(_) => true,
+        #[allow(unreachable_patterns)]
+        _ => false,
     }
 }
 
@@ -254,6 +336,8 @@ impl q::Commands for Daemon {
     }
 
     async fn quit(&self) -> Result<(), QmpError> {
+        // qsd closes its exports before it answers: the events come first.
+        self.end_exports().await;
         Ok(())
     }
 
@@ -304,6 +388,7 @@ impl q::Commands for Daemon {
             .map_err(|e| generic(e.desc()))
     }
 
+    #[cfg(feature = "nbd")]
     async fn nbd_server_start(
         &self,
         handshake_max_seconds: Option<u32>,
@@ -326,6 +411,7 @@ impl q::Commands for Daemon {
         )
     }
 
+    #[cfg(feature = "nbd")]
     async fn nbd_server_add(&self, arg: q::NbdServerAddOptions) -> Result<(), QmpError> {
         // The device is looked up first, as a device or a node name.
         let node = self.graph.get(&arg.device).map_err(|_| {
@@ -359,6 +445,7 @@ impl q::Commands for Daemon {
         self.export_add(&export)
     }
 
+    #[cfg(feature = "nbd")]
     async fn nbd_server_remove(
         &self,
         name: String,
@@ -369,6 +456,7 @@ impl q::Commands for Daemon {
             .map_err(export_err)
     }
 
+    #[cfg(feature = "nbd")]
     async fn nbd_server_stop(&self) -> Result<(), QmpError> {
         if !self.nbd.is_running() {
             return Err(generic("NBD server not running"));

@@ -65,6 +65,7 @@ fn to_startup(
         C::Help | C::Version | C::Daemonize | C::Pidfile(_) | C::Trace { .. } => return Ok(None),
         C::Blockdev(b) => (b.location, S::Blockdev(Box::new(b.value))),
         C::Export(e) => (e.location, S::Export(Box::new(e.value))),
+        #[cfg(feature = "nbd")]
         C::NbdServer(n) => (n.location, S::NbdServer(Box::new(n.value))),
         C::Chardev(c) => {
             for w in &c.warnings {

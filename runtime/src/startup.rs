@@ -16,6 +16,7 @@ use crate::qmp::server::{self, ListenAddress, Listener};
 pub enum Startup {
     Blockdev(Box<q::BlockdevOptions>),
     Export(Box<q::BlockExportOptions>),
+    #[cfg(feature = "nbd")]
     NbdServer(Box<q::NbdServerOptions>),
     Chardev {
         id: String,
@@ -147,6 +148,7 @@ async fn start(
         match opt {
             Startup::Blockdev(b) => daemon.blockdev_add_sync(&b).map_err(|e| fail(e.desc))?,
             Startup::Export(e) => daemon.export_add(&e).map_err(|e| fail(e.desc))?,
+            #[cfg(feature = "nbd")]
             Startup::NbdServer(n) => daemon
                 .nbd_start(
                     &n.addr,
@@ -226,9 +228,13 @@ async fn start(
 /// Stops accepting, ends exports, flushes every node, removes the pid file
 /// and socket files.
 async fn shutdown(daemon: &Arc<Daemon>, started: Started) {
+    // Exports first, so monitors still send their BLOCK_EXPORT_DELETED.
+    daemon.end_exports().await;
     daemon.request_shutdown();
-    let _ = daemon.nbd.stop();
-    daemon.exports.shutdown_all().await;
+    daemon
+        .events
+        .connections_closed(std::time::Duration::from_secs(1))
+        .await;
     let _ = daemon.graph.flush_all().await;
     for s in started.sockets {
         let _ = std::fs::remove_file(s);

@@ -521,3 +521,144 @@ pub fn strip_timestamp(mut ev: Value) -> Value {
 pub fn exists(path: &str) -> bool {
     std::fs::symlink_metadata(path).is_ok()
 }
+
+/// Runs a client command to its end: exit code, stdout, stderr.
+pub fn run_tool(cmd: &mut Command) -> (i32, String, String) {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e} (./test.sh installs the NBD client tools)"));
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Runs a client command that must succeed; its stdout.
+pub fn tool_ok(cmd: &mut Command) -> String {
+    let (code, out, err) = run_tool(cmd);
+    assert_eq!(code, 0, "{cmd:?} failed: {out}{err}");
+    out
+}
+
+/// A Python interpreter that can `import nbd` (libnbd's binding, the
+/// module behind nbdsh). `python3` on PATH may be another installation
+/// than the distribution's, which is where python3-libnbd puts it.
+pub fn nbd_python() -> Command {
+    for py in ["python3", "/usr/bin/python3"] {
+        let ok = Command::new(py)
+            .args(["-c", "import nbd"])
+            .env_remove("PYTHONPATH")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if ok {
+            let mut c = Command::new(py);
+            c.env_remove("PYTHONPATH");
+            return c;
+        }
+    }
+    panic!("libnbd's Python module is missing: apt-get install python3-libnbd (./test.sh does)");
+}
+
+/// Runs a Python script with libnbd's `nbd` module (what `nbdsh -c`
+/// runs); `args` become `sys.argv[1:]`. Returns the exit code, stdout
+/// and stderr.
+pub fn nbdsh_script(script: &str, args: &[&str]) -> (i32, String, String) {
+    let mut c = nbd_python();
+    c.arg("-c").arg(script).args(args);
+    run_tool(&mut c)
+}
+
+/// Where an NBD server listens.
+#[derive(Clone, Debug)]
+pub enum NbdAddr {
+    Unix(String),
+    /// Host as written in `addr.host` (`127.0.0.1`, `::1`) and port.
+    Tcp(String, u16),
+}
+
+impl NbdAddr {
+    /// The `--nbd-server` address options.
+    pub fn server_opts(&self) -> String {
+        match self {
+            NbdAddr::Unix(p) => format!("addr.type=unix,addr.path={p}"),
+            NbdAddr::Tcp(h, port) => format!("addr.type=inet,addr.host={h},addr.port={port}"),
+        }
+    }
+
+    /// The NBD URI of export `name` (qemu and libnbd both read these).
+    pub fn uri(&self, name: &str) -> String {
+        match self {
+            NbdAddr::Unix(p) => format!("nbd+unix:///{name}?socket={p}"),
+            NbdAddr::Tcp(h, port) if h.contains(':') => format!("nbd://[{h}]:{port}/{name}"),
+            NbdAddr::Tcp(h, port) => format!("nbd://{h}:{port}/{name}"),
+        }
+    }
+
+    /// Waits until the server accepts connections.
+    pub fn wait(&self, d: &mut Daemon) {
+        match self {
+            NbdAddr::Unix(p) => d.wait_for_socket(p),
+            NbdAddr::Tcp(h, port) => {
+                let deadline = Instant::now() + TIMEOUT;
+                let addr = if h.contains(':') {
+                    format!("[{h}]:{port}")
+                } else {
+                    format!("{h}:{port}")
+                };
+                while TcpStream::connect(&addr).is_err() {
+                    if let Ok(Some(status)) = d.child.try_wait() {
+                        panic!("daemon exited ({status}) before listening on {addr}");
+                    }
+                    assert!(Instant::now() < deadline, "{addr} never accepted");
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+        }
+    }
+}
+
+/// A daemon (ours or qemu-storage-daemon) exporting `DIR/img` over NBD.
+pub struct NbdDaemon {
+    pub daemon: Daemon,
+    pub addr: NbdAddr,
+    pub img: String,
+}
+
+impl NbdDaemon {
+    /// Starts `bin` with a file node `f` on `img` (`node_extra` appended
+    /// to the `--blockdev`), an NBD server on `addr` (`server_extra`
+    /// appended) and `type=nbd,id=e,node-name=f,` + `export`.
+    pub fn start(
+        bin: &str,
+        dir: &TempDir,
+        img: &str,
+        node_extra: &str,
+        addr: NbdAddr,
+        server_extra: &str,
+        export: &str,
+    ) -> NbdDaemon {
+        let args = vec![
+            "--blockdev".to_string(),
+            format!("driver=file,node-name=f,filename={img}{node_extra}"),
+            "--nbd-server".to_string(),
+            format!("{}{server_extra}", addr.server_opts()),
+            "--export".to_string(),
+            format!("type=nbd,id=e,node-name=f,{export}"),
+        ];
+        let mut daemon = Daemon::start(bin, dir, &args);
+        addr.wait(&mut daemon);
+        NbdDaemon {
+            daemon,
+            addr,
+            img: img.to_string(),
+        }
+    }
+
+    pub fn uri(&self, name: &str) -> String {
+        self.addr.uri(name)
+    }
+}

@@ -23,7 +23,12 @@ use crate::registry::{BoxFuture, Export, ExportError};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NbdListen {
     Unix(PathBuf),
-    Tcp { host: String, port: String },
+    Tcp {
+        host: String,
+        port: String,
+    },
+    /// An inherited listening socket (`addr.type=fd,addr.str=N`).
+    Fd(i32),
 }
 
 /// `nbd-server-start` / `--nbd-server` options.
@@ -221,6 +226,10 @@ impl NbdServer {
                 tokio::spawn(accept_tcp(self.clone(), l, opts.clone(), stop_rx));
                 None
             }
+            NbdListen::Fd(fd) => {
+                self.listen_fd(*fd, &opts, stop_rx)?;
+                None
+            }
         };
         *running = Some(Running {
             stop,
@@ -228,6 +237,34 @@ impl NbdServer {
             exports: Vec::new(),
             socket_path,
         });
+        Ok(())
+    }
+
+    /// Serves on an inherited listening socket. Like QEMU, the server
+    /// takes the descriptor over (it is closed when the server stops).
+    fn listen_fd(
+        self: &Arc<Self>,
+        fd: i32,
+        opts: &NbdServerOptions,
+        stop_rx: watch::Receiver<bool>,
+    ) -> Result<(), ExportError> {
+        let not_socket = || ExportError::new(format!("File descriptor '{fd}' is not a socket"));
+        let domain = socket_domain(fd).ok_or_else(not_socket)?;
+        // SAFETY: the descriptor is an open socket (getsockopt succeeded)
+        // that the command line handed to us; nothing else owns it.
+        let owned = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+        let io = |e: std::io::Error| ExportError::new(e.to_string());
+        if domain == libc::AF_UNIX {
+            let std = std::os::unix::net::UnixListener::from(owned);
+            std.set_nonblocking(true).map_err(io)?;
+            let l = tokio::net::UnixListener::from_std(std).map_err(io)?;
+            tokio::spawn(accept_unix(self.clone(), l, opts.clone(), stop_rx));
+        } else {
+            let std = std::net::TcpListener::from(owned);
+            std.set_nonblocking(true).map_err(io)?;
+            let l = tokio::net::TcpListener::from_std(std).map_err(io)?;
+            tokio::spawn(accept_tcp(self.clone(), l, opts.clone(), stop_rx));
+        }
         Ok(())
     }
 
@@ -359,18 +396,42 @@ impl Accepting {
         }
     }
 
-    fn spawn<S>(&self, stream: S, slot: Option<OwnedSemaphorePermit>)
+    /// Serves one connection until it ends or the server stops (which
+    /// also cuts clients still in the handshake, as QEMU does).
+    fn spawn<S>(&self, stream: S, slot: Option<OwnedSemaphorePermit>, stop: &watch::Receiver<bool>)
     where
         S: AsyncRead + AsyncWrite + Send + 'static,
     {
         let lookup: Arc<dyn ExportLookup> = self.server.clone();
         let limit = self.handshake_limit;
+        let mut stop = stop.clone();
         tokio::spawn(async move {
-            // Errors end this connection only; nobody else is told.
-            let _ = session::serve(stream, lookup, limit).await;
+            tokio::select! {
+                // Errors end this connection only; nobody else is told.
+                _ = session::serve(stream, lookup, limit) => {}
+                _ = stop.wait_for(|stopped| *stopped) => {}
+            }
             drop(slot);
         });
     }
+}
+
+/// The address family of a socket descriptor; `None` when `fd` is not
+/// an open socket.
+fn socket_domain(fd: i32) -> Option<i32> {
+    let mut domain: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `domain`.
+    let r = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_DOMAIN,
+            (&mut domain as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    (r == 0).then_some(domain)
 }
 
 macro_rules! accept_loop {
@@ -392,7 +453,7 @@ macro_rules! accept_loop {
                     c = l.accept() => match c {
                         Ok((stream, _)) => {
                             $prepare(&stream);
-                            acc.spawn(stream, slot)
+                            acc.spawn(stream, slot, &stop)
                         }
                         // EMFILE and friends: back off instead of spinning.
                         Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,

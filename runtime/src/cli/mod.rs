@@ -85,6 +85,7 @@ impl CliType for qapi::BlockExportOptions {
     const QAPI_NAME: &'static str = "BlockExportOptions";
 }
 
+#[cfg(feature = "nbd")]
 impl CliType for qapi::NbdServerOptions {
     const QAPI_NAME: &'static str = "NbdServerOptions";
 }
@@ -176,6 +177,9 @@ pub enum CliOption {
     },
     Blockdev(Box<QapiOption<qapi::BlockdevOptions>>),
     Export(Box<QapiOption<qapi::BlockExportOptions>>),
+    /// Only with the `nbd` feature: without it `--nbd-server` is an
+    /// unrecognized option, as `nbd-server-start` is an unknown command.
+    #[cfg(feature = "nbd")]
     NbdServer(Box<QapiOption<qapi::NbdServerOptions>>),
     Chardev(Box<ChardevSpec>),
     Monitor(MonitorSpec),
@@ -200,6 +204,7 @@ enum Opt {
     Daemonize,
     Export,
     Monitor,
+    #[cfg(feature = "nbd")]
     NbdServer,
     Object,
     Pidfile,
@@ -215,6 +220,7 @@ const LONG_OPTIONS: &[(&str, Opt, bool)] = &[
     ("export", Opt::Export, true),
     ("help", Opt::Help, false),
     ("monitor", Opt::Monitor, true),
+    #[cfg(feature = "nbd")]
     ("nbd-server", Opt::NbdServer, true),
     ("object", Opt::Object, true),
     ("pidfile", Opt::Pidfile, true),
@@ -424,6 +430,7 @@ pub fn parse_args(args: &[String]) -> Result<Vec<CliOption>, CliError> {
 enum Converted {
     Blockdev(String, Map<String, Value>),
     Export(String, Map<String, Value>),
+    #[cfg(feature = "nbd")]
     NbdServer(String, Map<String, Value>),
     Done(CliOption),
 }
@@ -434,6 +441,7 @@ impl Converted {
         Ok(match self {
             Converted::Blockdev(l, j) => CliOption::Blockdev(Box::new(QapiOption::decode(l, j)?)),
             Converted::Export(l, j) => CliOption::Export(Box::new(QapiOption::decode(l, j)?)),
+            #[cfg(feature = "nbd")]
             Converted::NbdServer(l, j) => CliOption::NbdServer(Box::new(QapiOption::decode(l, j)?)),
             Converted::Done(o) => o,
         })
@@ -494,6 +502,7 @@ fn convert_option(r: &RawOption, types: &TypeInfo) -> Result<Converted, CliError
             loc(),
             qapi_arg(r, "BlockExportOptions", Some("type"), types)?,
         ),
+        #[cfg(feature = "nbd")]
         Opt::NbdServer => {
             Converted::NbdServer(loc(), qapi_arg(r, "NbdServerOptions", None, types)?)
         }
@@ -662,14 +671,18 @@ pub fn help_text(prog: &str) -> String {
          \n\
          \x20 --daemonize            daemonize the process, and have the parent exit\n\
          \x20                        once startup is complete\n\
-         \n\
-         \x20 --export [type=]nbd,id=<id>,node-name=<node-name>[,name=<export-name>]\n\
-         \x20          [,writable=on|off][,bitmap=<name>]\n\
-         \x20                        export the specified block node over NBD\n\
-         \x20                        (requires --nbd-server)\n\
          \n",
         qemu_version()
     );
+    if cfg!(feature = "nbd") {
+        s.push_str(
+            "  --export [type=]nbd,id=<id>,node-name=<node-name>[,name=<export-name>]\n\
+             \x20          [,writable=on|off][,bitmap=<name>]\n\
+             \x20                        export the specified block node over NBD\n\
+             \x20                        (requires --nbd-server)\n\
+             \n",
+        );
+    }
     if cfg!(feature = "fuse") {
         s.push_str(
             "  --export [type=]fuse,id=<id>,node-name=<node-name>,mountpoint=<file>\n\
@@ -708,14 +721,20 @@ pub fn help_text(prog: &str) -> String {
     s.push_str(
         "  --monitor [chardev=]name[,mode=control][,pretty[=on|off]]\n\
          \x20                        configure a QMP monitor\n\
-         \n\
-         \x20 --nbd-server addr.type=inet,addr.host=<host>,addr.port=<port>\n\
-         \x20              [,tls-creds=<id>][,tls-authz=<id>][,max-connections=<n>]\n\
-         \x20 --nbd-server addr.type=unix,addr.path=<path>\n\
-         \x20              [,tls-creds=<id>][,tls-authz=<id>][,max-connections=<n>]\n\
-         \x20                        start an NBD server for exporting block nodes\n\
-         \n\
-         \x20 --object help          list object types that can be added\n\
+         \n",
+    );
+    if cfg!(feature = "nbd") {
+        s.push_str(
+            "  --nbd-server addr.type=inet,addr.host=<host>,addr.port=<port>\n\
+             \x20              [,tls-creds=<id>][,tls-authz=<id>][,max-connections=<n>]\n\
+             \x20 --nbd-server addr.type=unix,addr.path=<path>\n\
+             \x20              [,tls-creds=<id>][,tls-authz=<id>][,max-connections=<n>]\n\
+             \x20                        start an NBD server for exporting block nodes\n\
+             \n",
+        );
+    }
+    s.push_str(
+        "  --object help          list object types that can be added\n\
          \x20 --object <type>,help   list properties for the given object type\n\
          \x20 --object <type>[,<property>=<value>...]\n\
          \x20                        create a new object of type <type>, setting\n\
@@ -749,5 +768,6 @@ pub fn version_text() -> String {
     )
 }
 
-#[cfg(test)]
+// The table is checked against qsd, which always has NBD.
+#[cfg(all(test, feature = "nbd"))]
 mod tests;

@@ -47,6 +47,9 @@ pub enum ListenAddress {
 #[derive(Clone)]
 pub struct Events {
     tx: broadcast::Sender<Arc<Value>>,
+    /// Every monitor connection holds a read lock while it lives, so
+    /// shutdown can wait until the last events have gone out.
+    open: Arc<tokio::sync::RwLock<()>>,
 }
 
 impl Default for Events {
@@ -60,7 +63,16 @@ impl Events {
         // Generous: a client that stops reading loses events only after
         // this many, and is told nothing else goes wrong.
         let (tx, _) = broadcast::channel(4096);
-        Events { tx }
+        Events {
+            tx,
+            open: Arc::new(tokio::sync::RwLock::new(())),
+        }
+    }
+
+    /// Resolves when every monitor connection has ended (after the
+    /// daemon's shutdown was requested), or after `limit`.
+    pub async fn connections_closed(&self, limit: std::time::Duration) {
+        let _ = tokio::time::timeout(limit, self.open.write()).await;
     }
 
     /// Sends an event message (`{"event", "data", "timestamp"}`).
@@ -232,6 +244,7 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin + Send>(
     pretty: bool,
     mut stop: watch::Receiver<bool>,
 ) {
+    let _open = events.open.clone().read_owned().await;
     let (mut rd, wr) = tokio::io::split(stream);
     let mut out = Out { w: wr, pretty };
     let mut ev = events.subscribe();
@@ -243,7 +256,17 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin + Send>(
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         tokio::select! {
-            _ = stop.changed() => break,
+            _ = stop.changed() => {
+                // Events of the shutdown itself (BLOCK_EXPORT_DELETED) go
+                // out before the monitor closes, as in QEMU.
+                while let Ok(m) = ev.try_recv() {
+                    if session.negotiated() && out.send(&m).await.is_err() {
+                        return;
+                    }
+                }
+                let _ = out.w.shutdown().await;
+                break;
+            }
             msg = ev.recv() => match msg {
                 Ok(m) if session.negotiated() => {
                     if out.send(&m).await.is_err() {

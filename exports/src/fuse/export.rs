@@ -1,0 +1,482 @@
+//! The glue: one FUSE export = one mount, several request queues on
+//! `/dev/fuse` descriptors, and the registry's [`Export`] interface.
+//!
+//! Each queue is a tokio task reading its own (cloned, non-blocking)
+//! `/dev/fuse` descriptor through [`AsyncFd`] rather than a thread blocked
+//! in `read(2)`: a blocked reader cannot be woken when the export is
+//! deleted while a process still holds the file open (the connection stays
+//! alive, nothing arrives), whereas a task simply stops polling. Every
+//! request then runs as its own task, so one queue keeps many block
+//! requests in flight, and its reply goes back on the descriptor it came
+//! from (the kernel matches replies per descriptor). Requests are read
+//! with `readv` into an 80-byte header array and a pooled, page-aligned
+//! block buffer, so a WRITE's payload lands aligned in the buffer that is
+//! handed to the block layer, and a READ's data is read into a pooled
+//! buffer and written back from it: no copies, no allocation per request.
+
+use std::collections::BTreeSet;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use storage_block::{BlockDevice, IoBuf};
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
+use tokio::sync::{Notify, watch};
+
+use super::codec::{self, IN_HEADER_LEN, InHeader, Request, WRITE_IN_LEN, op};
+use super::mount::{self, Mount};
+use super::session::{MAX_WRITE, Reply, Session, SessionOptions};
+use crate::registry::{BoxFuture, Export, ExportError};
+
+/// `allow-other`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AllowOther {
+    Off,
+    On,
+    /// Try with allow_other, then without.
+    Auto,
+}
+
+/// `block-export-add type=fuse`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FuseExportOptions {
+    pub mountpoint: String,
+    pub writable: bool,
+    pub growable: bool,
+    pub allow_other: AllowOther,
+}
+
+/// The header array: `fuse_in_header` plus room for `fuse_write_in`.
+const HEAD: usize = IN_HEADER_LEN + WRITE_IN_LEN;
+/// The block buffer part of a read: the kernel wants room for a whole
+/// WRITE (`max_write` after the two headers) in every read.
+const BUF_LEN: usize = MAX_WRITE as usize + 4096;
+/// WRITE payloads up to this size are copied out of the receive buffer.
+const COPY_MAX: usize = 128 << 10;
+/// Idle buffers a queue keeps.
+const POOL_MAX: usize = 128;
+/// Queues per export: one per core, within reason.
+const MAX_QUEUES: usize = 8;
+
+/// Mountpoints of the live FUSE exports of this process (qsd refuses a
+/// second export on the same mountpoint string).
+fn mountpoints() -> MutexGuard<'static, BTreeSet<String>> {
+    static SET: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
+    SET.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A mountpoint claimed in [`mountpoints`] until dropped.
+struct Reservation(String);
+
+impl Reservation {
+    fn take(mountpoint: &str) -> Result<Reservation, ExportError> {
+        if !mountpoints().insert(mountpoint.to_owned()) {
+            return Err(ExportError::new(format!(
+                "There already is a FUSE export on '{mountpoint}'"
+            )));
+        }
+        Ok(Reservation(mountpoint.to_owned()))
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        mountpoints().remove(&self.0);
+    }
+}
+
+/// State shared by the export, its queues and its request tasks.
+struct Shared {
+    session: Session,
+    /// Queue tasks and request tasks still running.
+    active: AtomicUsize,
+    idle: Notify,
+    stop: watch::Sender<bool>,
+    /// One warning per export about unexpected kernel errors.
+    warned: AtomicBool,
+}
+
+impl Shared {
+    fn warn(&self, what: &str, e: &io::Error) {
+        if !self.warned.swap(true, Ordering::Relaxed) {
+            eprintln!("fuse export: {what}: {e}");
+        }
+    }
+}
+
+/// Counts a running task until dropped.
+struct Active(Arc<Shared>);
+
+impl Active {
+    fn new(s: &Arc<Shared>) -> Active {
+        s.active.fetch_add(1, Ordering::SeqCst);
+        Active(s.clone())
+    }
+}
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        if self.0.active.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+/// One request queue: a `/dev/fuse` descriptor and its buffers.
+///
+/// Every read of `/dev/fuse` needs room for a whole WRITE (`BUF_LEN`),
+/// but only large WRITEs keep that buffer: they take it (its payload is
+/// their data) and the queue takes a fresh one. Other requests (small
+/// WRITEs with a copy of their payload) get a buffer
+/// from the pool of small ones (a READ grows it to its size), so a deep
+/// queue of 4 KiB reads holds 4 KiB buffers, not 1 MiB ones.
+struct Queue {
+    fd: AsyncFd<OwnedFd>,
+    big: Mutex<Vec<IoBuf>>,
+    small: Mutex<Vec<IoBuf>>,
+    shared: Arc<Shared>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Queue {
+    fn take_big(&self) -> IoBuf {
+        let b = lock(&self.big).pop();
+        b.unwrap_or_else(|| IoBuf::with_len(BUF_LEN))
+    }
+
+    fn take_small(&self) -> IoBuf {
+        lock(&self.small).pop().unwrap_or_default()
+    }
+
+    fn put_buf(&self, mut b: IoBuf) {
+        let mut pool = if b.capacity() >= BUF_LEN {
+            b.set_len(BUF_LEN);
+            lock(&self.big)
+        } else {
+            lock(&self.small)
+        };
+        if pool.len() < POOL_MAX {
+            pool.push(b);
+        }
+    }
+
+    fn raw(&self) -> RawFd {
+        self.fd.get_ref().as_raw_fd()
+    }
+
+    /// Reads one request: its length, or the errno.
+    fn read_request(&self, head: &mut [u8; HEAD], buf: &mut IoBuf) -> Result<usize, i32> {
+        let iov = [
+            libc::iovec {
+                iov_base: head.as_mut_ptr().cast(),
+                iov_len: HEAD,
+            },
+            libc::iovec {
+                iov_base: buf.as_mut_ptr().cast(),
+                iov_len: buf.len(),
+            },
+        ];
+        // SAFETY: both iovecs point at live, exclusively borrowed memory.
+        let n = unsafe { libc::readv(self.raw(), iov.as_ptr(), 2) };
+        if n < 0 {
+            return Err(io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(libc::EIO));
+        }
+        Ok(n as usize)
+    }
+
+    /// Sends a reply; the kernel may have dropped the request meanwhile
+    /// (ENOENT), which is fine.
+    fn send(&self, unique: u64, reply: &Reply, buf: &IoBuf) {
+        let (error, payload): (i32, &[u8]) = match reply {
+            Reply::None => return,
+            Reply::Err(e) => (-e, &[]),
+            Reply::Small { bytes, len } => (0, &bytes[..*len]),
+            Reply::Buf(n) => (0, buf.get(..*n).unwrap_or(&[])),
+        };
+        let hdr = codec::out_header(unique, error, payload.len());
+        let iov = [
+            libc::iovec {
+                iov_base: hdr.as_ptr() as *mut _,
+                iov_len: hdr.len(),
+            },
+            libc::iovec {
+                iov_base: payload.as_ptr() as *mut _,
+                iov_len: payload.len(),
+            },
+        ];
+        let cnt = if payload.is_empty() { 1 } else { 2 };
+        // SAFETY: the iovecs point at live memory the kernel only reads.
+        let n = unsafe { libc::writev(self.raw(), iov.as_ptr(), cnt) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if !matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ENODEV)) {
+                self.shared.warn("cannot send a reply", &e);
+            }
+        }
+    }
+}
+
+/// Serves one queue until the export stops or the connection goes away.
+async fn serve_queue(q: Arc<Queue>, _active: Active) {
+    let mut stop = q.shared.stop.subscribe();
+    // The receive buffer, kept across reads unless a WRITE took it.
+    let mut rbuf: Option<IoBuf> = None;
+    loop {
+        let mut guard = tokio::select! {
+            r = q.fd.readable() => match r {
+                Ok(g) => g,
+                Err(e) => {
+                    q.shared.warn("cannot poll /dev/fuse", &e);
+                    return;
+                }
+            },
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        for served in 1.. {
+            if *stop.borrow() {
+                return;
+            }
+            // Under a steady stream of requests, let the request tasks
+            // spawned on this worker run now and then.
+            if served % 64 == 0 {
+                tokio::task::yield_now().await;
+            }
+            let mut head = [0u8; HEAD];
+            let mut buf = rbuf.take().unwrap_or_else(|| q.take_big());
+            match q.read_request(&mut head, &mut buf) {
+                Ok(n) => rbuf = dispatch(&q, head, buf, n),
+                Err(libc::EAGAIN) => {
+                    rbuf = Some(buf);
+                    guard.clear_ready();
+                    break;
+                }
+                // The request was interrupted before we got it.
+                Err(libc::ENOENT) | Err(libc::EINTR) => rbuf = Some(buf),
+                // Unmounted (or aborted): nothing more will come.
+                Err(libc::ENODEV) => return,
+                Err(e) => {
+                    q.shared
+                        .warn("cannot read /dev/fuse", &io::Error::from_raw_os_error(e));
+                    rbuf = Some(buf);
+                    guard.clear_ready();
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Decodes one request and runs it as a task of its own. Returns the
+/// receive buffer unless the request took it.
+fn dispatch(q: &Arc<Queue>, head: [u8; HEAD], buf: IoBuf, n: usize) -> Option<IoBuf> {
+    let Some(h) = InHeader::parse(&head[..n.min(HEAD)]) else {
+        // Not even a header: nothing to answer to.
+        return Some(buf);
+    };
+    if h.len as usize != n {
+        q.send(h.unique, &Reply::Err(libc::EINVAL), &buf);
+        return Some(buf);
+    }
+    // A WRITE's payload is at the start of `buf`; anything else is small
+    // and is decoded from a contiguous copy of its arguments.
+    let (decoded, payload) = if h.opcode == op::WRITE {
+        let args = &head[IN_HEADER_LEN..n.min(HEAD)];
+        (Request::decode(h.opcode, args), n.saturating_sub(HEAD))
+    } else if n <= HEAD {
+        (Request::decode(h.opcode, &head[IN_HEADER_LEN..n]), 0)
+    } else {
+        let mut args = head[IN_HEADER_LEN..].to_vec();
+        args.extend_from_slice(buf.get(..n - HEAD).unwrap_or(&[]));
+        (Request::decode(h.opcode, &args), 0)
+    };
+    let req = match decoded {
+        Ok(r) => r,
+        Err(e) => {
+            q.shared
+                .warn("malformed request", &io::Error::other(e.to_string()));
+            q.send(h.unique, &Reply::Err(libc::EINVAL), &buf);
+            return Some(buf);
+        }
+    };
+    if matches!(req, Request::NoReply) {
+        return Some(buf);
+    }
+    let (mut req_buf, keep) = match req {
+        Request::Write(_) if payload > COPY_MAX => (buf, None),
+        Request::Write(_) => {
+            // Copying a small payload is cheaper than tying up (and
+            // zeroing, the first time) another 1 MiB buffer.
+            let mut small = q.take_small();
+            small.set_len(payload);
+            small.copy_from_slice(buf.get(..payload).unwrap_or(&[]));
+            (small, Some(buf))
+        }
+        _ => (q.take_small(), Some(buf)),
+    };
+    let active = Active::new(&q.shared);
+    let q = q.clone();
+    tokio::spawn(async move {
+        let _active = active;
+        let reply = q.shared.session.handle(req, &mut req_buf, payload).await;
+        q.send(h.unique, &reply, &req_buf);
+        q.put_buf(req_buf);
+    });
+    keep
+}
+
+/// A live FUSE export.
+pub struct FuseExport {
+    shared: Arc<Shared>,
+    mount: Mutex<Option<Mount>>,
+    reservation: Mutex<Option<Reservation>>,
+}
+
+impl FuseExport {
+    /// Mounts the export and starts its queues (qsd's checks and texts).
+    pub fn create(
+        opts: FuseExportOptions,
+        dev: Arc<dyn BlockDevice>,
+    ) -> Result<Arc<FuseExport>, ExportError> {
+        let rt = tokio::runtime::Handle::try_current()
+            .map_err(|_| ExportError::new("FUSE exports need a running tokio runtime"))?;
+        // Mounting blocks (stat, mount(2), fusermount3), and a stat may
+        // even reach another export of ours: let the runtime move its
+        // other tasks off this thread meanwhile.
+        if rt.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread {
+            tokio::task::block_in_place(|| Self::create_on(&rt, opts, dev))
+        } else {
+            Self::create_on(&rt, opts, dev)
+        }
+    }
+
+    fn create_on(
+        rt: &tokio::runtime::Handle,
+        opts: FuseExportOptions,
+        dev: Arc<dyn BlockDevice>,
+    ) -> Result<Arc<FuseExport>, ExportError> {
+        let reservation = Reservation::take(&opts.mountpoint)?;
+        mount::check_mountpoint(&opts.mountpoint).map_err(ExportError::new)?;
+        let path = Path::new(&opts.mountpoint);
+        let mounted = match opts.allow_other {
+            AllowOther::On => Mount::create(path, true).map(|(m, fd)| (m, fd, true)),
+            AllowOther::Off => Mount::create(path, false).map(|(m, fd)| (m, fd, false)),
+            AllowOther::Auto => Mount::create(path, true)
+                .map(|(m, fd)| (m, fd, true))
+                .or_else(|_| Mount::create(path, false).map(|(m, fd)| (m, fd, false))),
+        };
+        let (mount, fd, allow_other) = mounted.map_err(|e| {
+            ExportError::new(format!(
+                "Failed to mount FUSE session to export: {}",
+                mount::strerror(&e)
+            ))
+        })?;
+        let shared = Arc::new(Shared {
+            session: Session::new(
+                dev,
+                SessionOptions {
+                    writable: opts.writable,
+                    growable: opts.growable,
+                    allow_other,
+                },
+            ),
+            active: AtomicUsize::new(0),
+            idle: Notify::new(),
+            stop: watch::Sender::new(false),
+            warned: AtomicBool::new(false),
+        });
+        let export = Arc::new(FuseExport {
+            shared: shared.clone(),
+            mount: Mutex::new(Some(mount)),
+            reservation: Mutex::new(Some(reservation)),
+        });
+        let want = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .clamp(1, MAX_QUEUES);
+        let mut fds = Vec::with_capacity(want);
+        for _ in 1..want {
+            // Fewer queues is not fatal: the first one serves everything.
+            match mount::clone_fd(&fd) {
+                Ok(c) => fds.push(c),
+                Err(e) => {
+                    shared.warn("cannot clone /dev/fuse", &e);
+                    break;
+                }
+            }
+        }
+        fds.insert(0, fd);
+        let _enter = rt.enter();
+        for fd in fds {
+            // Dropping `export` on error unmounts and stops the queues
+            // started so far.
+            // SAFETY: an OwnedFd keeps its descriptor open and unchanged
+            // for as long as the AsyncFd owns it.
+            let fd = unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }.map_err(
+                |e| {
+                    ExportError::new(format!(
+                        "Failed to mount FUSE session to export: {}",
+                        mount::strerror(&io::Error::from(e))
+                    ))
+                },
+            )?;
+            let q = Arc::new(Queue {
+                fd,
+                big: Mutex::new(Vec::new()),
+                small: Mutex::new(Vec::new()),
+                shared: shared.clone(),
+            });
+            tokio::spawn(serve_queue(q, Active::new(&shared)));
+        }
+        Ok(export)
+    }
+
+    fn stop(&self) {
+        self.shared.stop.send_replace(true);
+        if let Some(mut m) = self.mount.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            m.unmount();
+        }
+        self.reservation
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+    }
+}
+
+impl Export for FuseExport {
+    /// A FUSE export has no connections to wait for: as in qsd, deleting
+    /// it (even in safe mode) unmounts it while files are open, and their
+    /// users get ENOTCONN once the queues are gone.
+    fn clients(&self) -> usize {
+        0
+    }
+
+    fn shutdown(&self, _hard: bool) {
+        self.stop();
+    }
+
+    fn drained(self: Arc<Self>) -> BoxFuture<()> {
+        let shared = self.shared.clone();
+        Box::pin(async move {
+            loop {
+                let idle = shared.idle.notified();
+                if shared.active.load(Ordering::SeqCst) == 0 {
+                    return;
+                }
+                idle.await;
+            }
+        })
+    }
+}
+
+impl Drop for FuseExport {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
