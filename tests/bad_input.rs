@@ -559,6 +559,28 @@ fn bad_command_lines() {
             true,
         ),
         (vec!["--nbd-server", "addr.type=unix"], true),
+        // Address resolution with QEMU's hints and gai_strerror texts.
+        (
+            vec![
+                "--nbd-server",
+                "addr.type=inet,addr.host=localhost,addr.port=1,addr.ipv4=off",
+            ],
+            true,
+        ),
+        (
+            vec![
+                "--nbd-server",
+                "addr.type=inet,addr.host=::1,addr.port=1,addr.ipv6=off",
+            ],
+            true,
+        ),
+        (
+            vec![
+                "--nbd-server",
+                "addr.type=inet,addr.host=127.0.0.1,addr.port=nope",
+            ],
+            true,
+        ),
         (
             vec![
                 "--nbd-server",

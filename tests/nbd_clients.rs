@@ -507,6 +507,19 @@ fn tcp_ipv4_ipv6_and_qemu_nbd_list() {
     assert!(list.contains("export: 'disk'"), "{list}");
     let json = tool_ok(nbdinfo().args(["--json", &d.uri("disk")]));
     assert!(json.contains("\"export-size\": 67108864"), "{json}");
+    drop(d);
+
+    // "::" listens on both families unless ipv4=off makes it IPv6 only.
+    for (extra, v4) in [("", true), (",addr.ipv4=off", false)] {
+        let dir = TempDir::new("nbd-tcp-any");
+        let port = free_port();
+        let _d = ours(&dir, NbdAddr::Tcp("::".into(), port), extra);
+        let v4_uri = format!("nbd://127.0.0.1:{port}/disk");
+        let (code, out, err) = common::run_tool(nbdinfo().args(["--size", &v4_uri]));
+        assert_eq!(code == 0, v4, "{extra}: {out}{err}");
+        let v6 = tool_ok(nbdinfo().args(["--size", &format!("nbd://[::1]:{port}/disk")]));
+        assert_eq!(v6.trim(), SIZE.to_string(), "{extra}");
+    }
 }
 
 #[test]

@@ -86,6 +86,8 @@ pub fn nbd_listen(addr: &q::SocketAddress) -> Result<NbdListen, String> {
         q::SocketAddressBranch::Inet(i) => Ok(NbdListen::Tcp {
             host: i.host.clone(),
             port: i.port.clone(),
+            ipv4: i.ipv4,
+            ipv6: i.ipv6,
         }),
         q::SocketAddressBranch::Unix(u) => Ok(NbdListen::Unix(u.path.clone().into())),
         q::SocketAddressBranch::Vsock(_) => {
