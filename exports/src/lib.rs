@@ -5,6 +5,7 @@
 //! `BLOCK_EXPORT_DELETED` moment) as QEMU's generic export layer does.
 
 pub mod registry;
+pub mod sockets;
 
 #[cfg(feature = "nbd")]
 pub mod nbd;

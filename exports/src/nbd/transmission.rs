@@ -168,13 +168,8 @@ where
         // Requests already buffered are taken before anything is written,
         // so a burst of requests gets a burst of replies.
         if !eof && busy < MAX_REQUESTS && reader.buffer().len() >= header {
-            match receive(&mut reader, &conn, &export).await {
-                Ok(Next::Go(inc)) => start(&conn, inc, &mut tasks, &mut out).await,
-                Ok(Next::ReplyAndClose(inc)) => {
-                    out.push(&conn, handle(conn.clone(), inc).await);
-                    eof = true;
-                }
-                Ok(Next::Disconnect) => eof = true,
+            match next_request(&mut reader, &conn, &export, &mut tasks, &mut out).await {
+                Ok(more) => eof = !more,
                 Err(e) => break Err(e),
             }
             continue;
@@ -201,15 +196,10 @@ where
             },
             filled = async { reader.fill_buf().await.map(<[u8]>::len) }, if !eof && busy < MAX_REQUESTS => match filled {
                 Ok(0) => eof = true,
+                // A partial header: read the rest of this request now.
                 Ok(got) if got < header => {
-                    // A partial header: read the rest of this request now.
-                    match receive(&mut reader, &conn, &export).await {
-                        Ok(Next::Go(inc)) => start(&conn, inc, &mut tasks, &mut out).await,
-                        Ok(Next::ReplyAndClose(inc)) => {
-                            out.push(&conn, handle(conn.clone(), inc).await);
-                            eof = true;
-                        }
-                        Ok(Next::Disconnect) => eof = true,
+                    match next_request(&mut reader, &conn, &export, &mut tasks, &mut out).await {
+                        Ok(more) => eof = !more,
                         Err(e) => break Err(e),
                     }
                 }
@@ -231,6 +221,28 @@ where
     let _ = out.flush(&conn, &mut writer).await;
     let _ = writer.shutdown().await;
     result
+}
+
+/// Reads and starts the next request; `Ok(false)` when no other request
+/// may follow (the client said goodbye or broke the framing).
+async fn next_request<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    conn: &Arc<Conn>,
+    export: &NbdExport,
+    tasks: &mut JoinSet<Reply>,
+    out: &mut Outbox,
+) -> Result<bool, SessionError> {
+    match receive(reader, conn, export).await? {
+        Next::Go(inc) => {
+            start(conn, inc, tasks, out).await;
+            Ok(true)
+        }
+        Next::ReplyAndClose(inc) => {
+            out.push(conn, handle(conn.clone(), inc).await);
+            Ok(false)
+        }
+        Next::Disconnect => Ok(false),
+    }
 }
 
 /// Runs a request: inline when its I/O completes at once, else in a task.

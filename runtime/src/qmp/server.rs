@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use qapi_rt::{CommandInfo, QmpError};
 use serde_json::{Map, Value};
+use storage_exports::sockets;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{broadcast, watch};
 
@@ -124,24 +125,12 @@ impl Listener {
                 Ok(Listener::Tcp(tokio::net::TcpListener::from_std(std)?))
             }
             ListenAddress::Fd(fd) => {
-                use std::os::fd::FromRawFd;
-                // Checked first: a descriptor that is not open must not be
-                // taken over (and later closed).
-                let domain = socket_domain(*fd)?;
-                // SAFETY: the fd was handed to us on the command line as a
-                // listening socket that is now ours, and it is open.
-                let owned = unsafe { std::os::fd::OwnedFd::from_raw_fd(*fd) };
-                if domain == libc::AF_UNIX {
-                    let std = std::os::unix::net::UnixListener::from(owned);
-                    std.set_nonblocking(true)?;
-                    Ok(Listener::Unix(
-                        tokio::net::UnixListener::from_std(std)?,
-                        PathBuf::new(),
-                    ))
-                } else {
-                    let std = std::net::TcpListener::from(owned);
-                    std.set_nonblocking(true)?;
-                    Ok(Listener::Tcp(tokio::net::TcpListener::from_std(std)?))
+                // Checked first: a descriptor that is not an open socket
+                // must not be taken over (and later closed).
+                sockets::socket_domain(*fd)?;
+                match sockets::inherit_listener(*fd).map_err(io::Error::other)? {
+                    sockets::Inherited::Unix(l) => Ok(Listener::Unix(l, PathBuf::new())),
+                    sockets::Inherited::Tcp(l) => Ok(Listener::Tcp(l)),
                 }
             }
         }
@@ -155,26 +144,6 @@ impl Listener {
             let _ = std::fs::remove_file(path);
         }
     }
-}
-
-/// The address family of a socket descriptor.
-fn socket_domain(fd: i32) -> io::Result<i32> {
-    let mut domain: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: getsockopt writes at most `len` bytes into `domain`.
-    let r = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_DOMAIN,
-            (&mut domain as *mut libc::c_int).cast(),
-            &mut len,
-        )
-    };
-    if r != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(domain)
 }
 
 fn invalid(e: impl ToString) -> io::Error {
