@@ -140,6 +140,29 @@ pub struct NodeInfo {
     pub request_alignment: u32,
 }
 
+impl NodeInfo {
+    /// A writable node of `size` bytes with default options, for devices
+    /// that live outside the graph (tests, fuzzing).
+    pub fn plain(driver: &'static str, size: u64) -> Self {
+        NodeInfo {
+            driver,
+            filename: driver.to_string(),
+            exact_filename: None,
+            full_open_options: serde_json::Map::new(),
+            read_only: false,
+            virtual_size: size,
+            actual_size: None,
+            dirty_flag: None,
+            format_specific: None,
+            cache_direct: false,
+            cache_no_flush: false,
+            detect_zeroes: DetectZeroes::Off,
+            discard: Discard::Ignore,
+            request_alignment: 1,
+        }
+    }
+}
+
 /// `io::Error` for an errno.
 pub(crate) fn errno(e: i32) -> io::Error {
     io::Error::from_raw_os_error(e)

@@ -6,9 +6,7 @@ use std::io;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use storage_block::{
-    BlockDevice, BlockStatus, BufResult, DetectZeroes, Discard, IoBuf, IoFuture, NodeInfo,
-};
+use storage_block::{BlockDevice, BlockStatus, BufResult, IoBuf, IoFuture, NodeInfo};
 use storage_exports::Export;
 use storage_exports::nbd::codec::*;
 use storage_exports::nbd::session::serve;
@@ -127,22 +125,7 @@ impl BlockDevice for MemDisk {
     }
 
     fn info(&self) -> NodeInfo {
-        NodeInfo {
-            driver: "mem",
-            filename: "mem".into(),
-            exact_filename: None,
-            full_open_options: serde_json::Map::new(),
-            read_only: false,
-            virtual_size: SIZE,
-            actual_size: None,
-            dirty_flag: None,
-            format_specific: None,
-            cache_direct: false,
-            cache_no_flush: false,
-            detect_zeroes: DetectZeroes::Off,
-            discard: Discard::Ignore,
-            request_alignment: 1,
-        }
+        NodeInfo::plain("mem", SIZE)
     }
 }
 

@@ -10,9 +10,7 @@ use std::io;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use storage_block::{
-    BlockDevice, BlockStatus, BufResult, DetectZeroes, Discard, IoBuf, IoFuture, NodeInfo,
-};
+use storage_block::{BlockDevice, BlockStatus, BufResult, Discard, IoBuf, IoFuture, NodeInfo};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::codec::*;
@@ -209,20 +207,8 @@ impl BlockDevice for RamDisk {
 
     fn info(&self) -> NodeInfo {
         NodeInfo {
-            driver: "ram",
-            filename: "ram".into(),
-            exact_filename: None,
-            full_open_options: Default::default(),
-            read_only: false,
-            virtual_size: SIZE,
-            actual_size: None,
-            dirty_flag: None,
-            format_specific: None,
-            cache_direct: false,
-            cache_no_flush: false,
-            detect_zeroes: DetectZeroes::Off,
             discard: Discard::Unmap,
-            request_alignment: 1,
+            ..NodeInfo::plain("ram", SIZE)
         }
     }
 }
