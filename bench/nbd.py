@@ -195,22 +195,22 @@ def main():
 
 
 def summary(results, names):
+    table(results, names, "medians of value; ratio > 1 means ours is faster", 0, 1,
+          lambda m: METRICS[m][0])
+    table(results, names, "server CPU time per request (us; per MiB for nbdcopy), medians; "
+          "ratio < 1 means ours spends less", 1, 2, lambda m: "us")
+
+
+def table(results, names, title, field, digits, unit):
     peers = [s for s in SERVERS if s != "ours"]
     head = f"{'metric':24} {'unit':6}" + "".join(f" {s:>10}" for s in SERVERS)
-    head += "".join(f" {'ours/' + p:>12}" for p in peers if "ours" in SERVERS)
-    print("\n# medians of value; ratio > 1 means ours is faster")
+    if "ours" in SERVERS:
+        head += "".join(f" {'ours/' + p:>12}" for p in peers)
+    print(f"\n# {title}")
     print(head)
     for m in names:
-        med = {s: statistics.median(v for v, _ in results[s][m]) for s in SERVERS}
-        line = f"{m:24} {METRICS[m][0]:6}" + "".join(f" {med[s]:10.1f}" for s in SERVERS)
-        if "ours" in SERVERS:
-            line += "".join(f" {med['ours'] / med[p]:12.2f}" for p in peers)
-        print(line)
-    print("\n# server CPU time per request (us; per MiB for nbdcopy), medians; ratio < 1 means ours spends less")
-    print(head)
-    for m in names:
-        med = {s: statistics.median(c for _, c in results[s][m]) for s in SERVERS}
-        line = f"{m:24} {'us':6}" + "".join(f" {med[s]:10.2f}" for s in SERVERS)
+        med = {s: statistics.median(r[field] for r in results[s][m]) for s in SERVERS}
+        line = f"{m:24} {unit(m):6}" + "".join(f" {med[s]:10.{digits}f}" for s in SERVERS)
         if "ours" in SERVERS:
             line += "".join(f" {med['ours'] / med[p] if med[p] else 0:12.2f}" for p in peers)
         print(line)
