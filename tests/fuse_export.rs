@@ -363,7 +363,8 @@ fn fio_verifies_random_writes() {
     }
     require("fio");
     let f = Fixture::new("fuse-fio", "32M", ",writable=on");
-    tool_ok(Command::new("fio").args([
+    // fio writes its verify state files into its working directory.
+    tool_ok(Command::new("fio").current_dir(f.dir.path()).args([
         "--name=verify",
         &format!("--filename={}", f.mnt),
         "--ioengine=libaio",

@@ -139,6 +139,10 @@ async fn start(
 ) -> Result<Option<i32>, StartupError> {
     let mut chardevs: HashMap<String, Option<Listener>> = HashMap::new();
     let mut objects: Vec<String> = Vec::new();
+    // Monitors start serving once every option has taken effect, as in
+    // qsd, whose main loop only runs then: a client never sees an export
+    // of the command line mounted but not yet listed.
+    let mut monitors = Vec::new();
     for item in options {
         let (text, opt) = item?;
         let fail = |message: String| StartupError {
@@ -185,7 +189,7 @@ async fn start(
                 };
                 let backend: Arc<dyn server::Backend> = daemon.clone();
                 let stop = daemon.shutdown.subscribe();
-                tokio::spawn(server::serve(
+                monitors.push(server::serve(
                     listener,
                     backend,
                     daemon.events.clone(),
@@ -214,6 +218,9 @@ async fn start(
                 return Ok(Some(status));
             }
         }
+    }
+    for m in monitors {
+        tokio::spawn(m);
     }
     if let Some(p) = pidfile {
         let pf = Pidfile::create(&p).map_err(|e| StartupError {

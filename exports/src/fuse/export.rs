@@ -19,7 +19,9 @@ use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use storage_block::{BlockDevice, IoBuf};
 use tokio::io::Interest;
@@ -60,6 +62,11 @@ const COPY_MAX: usize = 128 << 10;
 const POOL_MAX: usize = 128;
 /// Queues per export: one per core, within reason.
 const MAX_QUEUES: usize = 8;
+/// Requests a queue reads in one go before it lets other tasks run.
+const BATCH: usize = 64;
+/// Read errors in a row after which a queue gives up (having waited
+/// about a second in all).
+const MAX_FAILURES: u32 = 10;
 
 /// Mountpoints of the live FUSE exports of this process (qsd refuses a
 /// second export on the same mountpoint string).
@@ -133,8 +140,14 @@ impl Drop for Active {
 /// WRITEs with a copy of their payload) get a buffer
 /// from the pool of small ones (a READ grows it to its size), so a deep
 /// queue of 4 KiB reads holds 4 KiB buffers, not 1 MiB ones.
+///
+/// The descriptor sits behind a lock that the reader and the replies
+/// share and only [`Queue::close`] takes exclusively: the export closes
+/// every descriptor of the connection before it unmounts, however many
+/// request tasks still hold the queue, so a file left open finds the
+/// connection gone (ENOTCONN) once the mount is, as with qsd.
 struct Queue {
-    fd: AsyncFd<OwnedFd>,
+    fd: RwLock<Option<AsyncFd<OwnedFd>>>,
     big: Mutex<Vec<IoBuf>>,
     small: Mutex<Vec<IoBuf>>,
     shared: Arc<Shared>,
@@ -142,6 +155,17 @@ struct Queue {
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// How one turn of a queue's reader ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Turn {
+    /// A whole batch was read; more may be waiting.
+    Busy,
+    /// The queue is closed or the connection is gone (unmounted).
+    Closed,
+    /// An unexpected error (errno) from polling or reading.
+    Failed(i32),
 }
 
 impl Queue {
@@ -166,123 +190,200 @@ impl Queue {
         }
     }
 
-    fn raw(&self) -> RawFd {
-        self.fd.get_ref().as_raw_fd()
+    fn fd(&self) -> RwLockReadGuard<'_, Option<AsyncFd<OwnedFd>>> {
+        self.fd.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Reads one request: its length, or the errno.
-    fn read_request(&self, head: &mut [u8; HEAD], buf: &mut IoBuf) -> Result<usize, i32> {
-        let iov = [
-            libc::iovec {
-                iov_base: head.as_mut_ptr().cast(),
-                iov_len: HEAD,
-            },
-            libc::iovec {
-                iov_base: buf.as_mut_ptr().cast(),
-                iov_len: buf.len(),
-            },
-        ];
-        // SAFETY: both iovecs point at live, exclusively borrowed memory.
-        let n = unsafe { libc::readv(self.raw(), iov.as_ptr(), 2) };
-        if n < 0 {
-            return Err(io::Error::last_os_error()
-                .raw_os_error()
-                .unwrap_or(libc::EIO));
-        }
-        Ok(n as usize)
+    /// Closes the descriptor once the read or reply in progress on it is
+    /// done; later replies are dropped. Dropping the [`AsyncFd`] takes
+    /// the descriptor out of the runtime's poller before closing it.
+    fn close(&self) {
+        let fd = self.fd.write().unwrap_or_else(|e| e.into_inner()).take();
+        drop(fd);
     }
 
-    /// Sends a reply; the kernel may have dropped the request meanwhile
-    /// (ENOENT), which is fine.
+    /// Sends a reply unless the queue is closed.
     fn send(&self, unique: u64, reply: &Reply, buf: &IoBuf) {
-        let (error, payload): (i32, &[u8]) = match reply {
-            Reply::None => return,
-            Reply::Err(e) => (-e, &[]),
-            Reply::Small { bytes, len } => (0, &bytes[..*len]),
-            Reply::Buf(n) => (0, buf.get(..*n).unwrap_or(&[])),
+        if let Some(fd) = self.fd().as_ref() {
+            send_on(&self.shared, fd.as_raw_fd(), unique, reply, buf);
+        }
+    }
+
+    /// One turn of the reader: waits until the descriptor is readable,
+    /// then reads and dispatches requests until it would block (and
+    /// waits again) or a batch is done. `rbuf` is the receive buffer,
+    /// kept across reads unless a WRITE took it; `failures` counts read
+    /// errors in a row (every request read resets it).
+    fn poll_turn(
+        self: &Arc<Self>,
+        cx: &mut Context<'_>,
+        rbuf: &mut Option<IoBuf>,
+        failures: &mut u32,
+    ) -> Poll<Turn> {
+        // Held for the whole turn: dispatch answers malformed requests
+        // on `raw` without taking the lock again.
+        let guard = self.fd();
+        let Some(afd) = guard.as_ref() else {
+            return Poll::Ready(Turn::Closed);
         };
-        let hdr = codec::out_header(unique, error, payload.len());
-        let iov = [
-            libc::iovec {
-                iov_base: hdr.as_ptr() as *mut _,
-                iov_len: hdr.len(),
-            },
-            libc::iovec {
-                iov_base: payload.as_ptr() as *mut _,
-                iov_len: payload.len(),
-            },
-        ];
-        let cnt = if payload.is_empty() { 1 } else { 2 };
-        // SAFETY: the iovecs point at live memory the kernel only reads.
-        let n = unsafe { libc::writev(self.raw(), iov.as_ptr(), cnt) };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if !matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ENODEV)) {
-                self.shared.warn("cannot send a reply", &e);
+        let raw = afd.as_raw_fd();
+        loop {
+            let mut ready = match afd.poll_read_ready(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ok(r)) => r,
+                Poll::Ready(Err(e)) => {
+                    return Poll::Ready(Turn::Failed(e.raw_os_error().unwrap_or(libc::EIO)));
+                }
+            };
+            let mut drained = false;
+            for _ in 0..BATCH {
+                let mut head = [0u8; HEAD];
+                let mut buf = rbuf.take().unwrap_or_else(|| self.take_big());
+                match read_request(raw, &mut head, &mut buf) {
+                    // The kernel never sends an empty request: a descriptor
+                    // at its end is as broken as one that fails.
+                    Ok(0) => {
+                        *rbuf = Some(buf);
+                        return Poll::Ready(Turn::Failed(libc::EIO));
+                    }
+                    Ok(n) => {
+                        *failures = 0;
+                        *rbuf = dispatch(self, raw, head, buf, n);
+                    }
+                    Err(e) => {
+                        *rbuf = Some(buf);
+                        match e {
+                            libc::EAGAIN => {
+                                drained = true;
+                                break;
+                            }
+                            // The request was interrupted before we got it.
+                            libc::ENOENT | libc::EINTR => {}
+                            // Unmounted (or aborted): nothing more will come.
+                            libc::ENODEV => return Poll::Ready(Turn::Closed),
+                            // Readiness stays set: the next turn reads again.
+                            e => return Poll::Ready(Turn::Failed(e)),
+                        }
+                    }
+                }
             }
+            if !drained {
+                return Poll::Ready(Turn::Busy);
+            }
+            ready.clear_ready();
         }
     }
 }
 
-/// Serves one queue until the export stops or the connection goes away.
+/// Reads one request from `fd`: its length, or the errno.
+fn read_request(fd: RawFd, head: &mut [u8; HEAD], buf: &mut IoBuf) -> Result<usize, i32> {
+    let iov = [
+        libc::iovec {
+            iov_base: head.as_mut_ptr().cast(),
+            iov_len: HEAD,
+        },
+        libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        },
+    ];
+    // SAFETY: both iovecs point at live, exclusively borrowed memory.
+    let n = unsafe { libc::readv(fd, iov.as_ptr(), 2) };
+    if n < 0 {
+        return Err(io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO));
+    }
+    Ok(n as usize)
+}
+
+/// Sends a reply on `fd`; the kernel may have dropped the request
+/// meanwhile (ENOENT), which is fine.
+fn send_on(shared: &Shared, fd: RawFd, unique: u64, reply: &Reply, buf: &IoBuf) {
+    let (error, payload): (i32, &[u8]) = match reply {
+        Reply::None => return,
+        Reply::Err(e) => (-e, &[]),
+        Reply::Small { bytes, len } => (0, &bytes[..*len]),
+        Reply::Buf(n) => (0, buf.get(..*n).unwrap_or(&[])),
+    };
+    let hdr = codec::out_header(unique, error, payload.len());
+    let iov = [
+        libc::iovec {
+            iov_base: hdr.as_ptr() as *mut _,
+            iov_len: hdr.len(),
+        },
+        libc::iovec {
+            iov_base: payload.as_ptr() as *mut _,
+            iov_len: payload.len(),
+        },
+    ];
+    let cnt = if payload.is_empty() { 1 } else { 2 };
+    // SAFETY: the iovecs point at live memory the kernel only reads.
+    let n = unsafe { libc::writev(fd, iov.as_ptr(), cnt) };
+    if n < 0 {
+        let e = io::Error::last_os_error();
+        if !matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ENODEV)) {
+            shared.warn("cannot send a reply", &e);
+        }
+    }
+}
+
+/// Serves one queue until the export stops, the connection goes away or
+/// reading keeps failing.
 async fn serve_queue(q: Arc<Queue>, _active: Active) {
     let mut stop = q.shared.stop.subscribe();
-    // The receive buffer, kept across reads unless a WRITE took it.
     let mut rbuf: Option<IoBuf> = None;
+    let mut failures = 0u32;
     loop {
-        let mut guard = tokio::select! {
-            r = q.fd.readable() => match r {
-                Ok(g) => g,
-                Err(e) => {
-                    q.shared.warn("cannot poll /dev/fuse", &e);
-                    return;
-                }
-            },
+        let turn = tokio::select! {
+            biased;
             _ = stop.wait_for(|s| *s) => return,
+            t = std::future::poll_fn(|cx| q.poll_turn(cx, &mut rbuf, &mut failures)) => t,
         };
-        for served in 1.. {
-            if *stop.borrow() {
-                return;
-            }
-            // Under a steady stream of requests, let the request tasks
-            // spawned on this worker run now and then.
-            if served % 64 == 0 {
+        match turn {
+            Turn::Busy => {
+                // Under a steady stream of requests, let the request tasks
+                // spawned on this worker run now and then.
                 tokio::task::yield_now().await;
             }
-            let mut head = [0u8; HEAD];
-            let mut buf = rbuf.take().unwrap_or_else(|| q.take_big());
-            match q.read_request(&mut head, &mut buf) {
-                Ok(n) => rbuf = dispatch(&q, head, buf, n),
-                Err(libc::EAGAIN) => {
-                    rbuf = Some(buf);
-                    guard.clear_ready();
-                    break;
-                }
-                // The request was interrupted before we got it.
-                Err(libc::ENOENT) | Err(libc::EINTR) => rbuf = Some(buf),
-                // Unmounted (or aborted): nothing more will come.
-                Err(libc::ENODEV) => return,
-                Err(e) => {
-                    q.shared
-                        .warn("cannot read /dev/fuse", &io::Error::from_raw_os_error(e));
-                    rbuf = Some(buf);
-                    guard.clear_ready();
-                    break;
+            Turn::Closed => return,
+            Turn::Failed(e) => {
+                let e = io::Error::from_raw_os_error(e);
+                failures += 1;
+                q.shared.warn("cannot read /dev/fuse", &e);
+                // Back off rather than spin on an error that persists.
+                let Some(pause) = backoff(failures) else {
+                    eprintln!(
+                        "fuse export: a request queue gives up after {MAX_FAILURES} read errors in a row: {e}"
+                    );
+                    return;
+                };
+                tokio::select! {
+                    _ = stop.wait_for(|s| *s) => return,
+                    _ = tokio::time::sleep(pause) => {}
                 }
             }
         }
     }
 }
 
-/// Decodes one request and runs it as a task of its own. Returns the
-/// receive buffer unless the request took it.
-fn dispatch(q: &Arc<Queue>, head: [u8; HEAD], buf: IoBuf, n: usize) -> Option<IoBuf> {
+/// How long a queue waits after `failures` read errors in a row (1, 2,
+/// 4, ... ms), or `None` when it should give up.
+fn backoff(failures: u32) -> Option<Duration> {
+    (failures <= MAX_FAILURES).then(|| Duration::from_millis(1 << failures.saturating_sub(1)))
+}
+
+/// Decodes one request (read from `raw`, where malformed ones are
+/// answered) and runs it as a task of its own. Returns the receive buffer
+/// unless the request took it.
+fn dispatch(q: &Arc<Queue>, raw: RawFd, head: [u8; HEAD], buf: IoBuf, n: usize) -> Option<IoBuf> {
     let Some(h) = InHeader::parse(&head[..n.min(HEAD)]) else {
         // Not even a header: nothing to answer to.
         return Some(buf);
     };
+    let refuse = |buf: &IoBuf| send_on(&q.shared, raw, h.unique, &Reply::Err(libc::EINVAL), buf);
     if h.len as usize != n {
-        q.send(h.unique, &Reply::Err(libc::EINVAL), &buf);
+        refuse(&buf);
         return Some(buf);
     }
     // A WRITE's payload is at the start of `buf`; anything else is small
@@ -302,7 +403,7 @@ fn dispatch(q: &Arc<Queue>, head: [u8; HEAD], buf: IoBuf, n: usize) -> Option<Io
         Err(e) => {
             q.shared
                 .warn("malformed request", &io::Error::other(e.to_string()));
-            q.send(h.unique, &Reply::Err(libc::EINVAL), &buf);
+            refuse(&buf);
             return Some(buf);
         }
     };
@@ -335,6 +436,8 @@ fn dispatch(q: &Arc<Queue>, head: [u8; HEAD], buf: IoBuf, n: usize) -> Option<Io
 /// A live FUSE export.
 pub struct FuseExport {
     shared: Arc<Shared>,
+    /// Closed on stop, before the unmount.
+    queues: Mutex<Vec<Arc<Queue>>>,
     mount: Mutex<Option<Mount>>,
     reservation: Mutex<Option<Reservation>>,
 }
@@ -394,6 +497,7 @@ impl FuseExport {
         });
         let export = Arc::new(FuseExport {
             shared: shared.clone(),
+            queues: Mutex::new(Vec::new()),
             mount: Mutex::new(Some(mount)),
             reservation: Mutex::new(Some(reservation)),
         });
@@ -427,18 +531,27 @@ impl FuseExport {
                 },
             )?;
             let q = Arc::new(Queue {
-                fd,
+                fd: RwLock::new(Some(fd)),
                 big: Mutex::new(Vec::new()),
                 small: Mutex::new(Vec::new()),
                 shared: shared.clone(),
             });
+            lock(&export.queues).push(q.clone());
             tokio::spawn(serve_queue(q, Active::new(&shared)));
         }
         Ok(export)
     }
 
+    /// Stops the queues, closes the connection, then unmounts: the
+    /// order of libfuse's unmount. Closing first means a file still open
+    /// finds the connection gone (ENOTCONN) by the time the mount is; the
+    /// other way round, a request it sends meanwhile would wait for a
+    /// reader that is gone, then fail with ECONNABORTED at the close.
     fn stop(&self) {
         self.shared.stop.send_replace(true);
+        for q in std::mem::take(&mut *lock(&self.queues)) {
+            q.close();
+        }
         if let Some(mut m) = self.mount.lock().unwrap_or_else(|e| e.into_inner()).take() {
             m.unmount();
         }
@@ -478,5 +591,100 @@ impl Export for FuseExport {
 impl Drop for FuseExport {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::FromRawFd;
+    use std::time::Instant;
+    use storage_block::{BlockGraph, BlockdevOptions, DriverOptions, NullOptions};
+
+    fn shared() -> Arc<Shared> {
+        let graph = BlockGraph::new();
+        let opts = BlockdevOptions::new(DriverOptions::NullCo(NullOptions::default())).named("n");
+        graph.add(&opts).expect("add node");
+        let dev = graph.get("n").expect("node");
+        Arc::new(Shared {
+            session: Session::new(
+                dev,
+                SessionOptions {
+                    writable: false,
+                    growable: false,
+                    allow_other: false,
+                },
+            ),
+            active: AtomicUsize::new(0),
+            idle: Notify::new(),
+            stop: watch::Sender::new(false),
+            warned: AtomicBool::new(false),
+        })
+    }
+
+    /// A queue on the read end of a pipe whose write end is closed: always
+    /// readable, every read at end of file, like a descriptor that fails
+    /// for good.
+    fn broken_queue(shared: &Arc<Shared>) -> Arc<Queue> {
+        let mut fds = [0; 2];
+        // SAFETY: pipe2 fills two descriptors we then own.
+        let r = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) };
+        assert_eq!(r, 0, "pipe2: {}", io::Error::last_os_error());
+        // SAFETY: fresh descriptors from pipe2.
+        let (rd, wr) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        drop(wr);
+        // SAFETY: the OwnedFd stays open and unchanged inside the AsyncFd.
+        let fd = unsafe { AsyncFd::register_with_interest(rd, Interest::READABLE) }
+            .expect("register the pipe");
+        Arc::new(Queue {
+            fd: RwLock::new(Some(fd)),
+            big: Mutex::new(Vec::new()),
+            small: Mutex::new(Vec::new()),
+            shared: shared.clone(),
+        })
+    }
+
+    #[test]
+    fn backoff_doubles_then_gives_up() {
+        assert_eq!(backoff(1), Some(Duration::from_millis(1)));
+        assert_eq!(backoff(4), Some(Duration::from_millis(8)));
+        assert_eq!(backoff(MAX_FAILURES), Some(Duration::from_millis(512)));
+        assert_eq!(backoff(MAX_FAILURES + 1), None);
+    }
+
+    #[tokio::test]
+    async fn a_queue_that_keeps_failing_backs_off_and_ends() {
+        let shared = shared();
+        let q = broken_queue(&shared);
+        let start = Instant::now();
+        let served = tokio::time::timeout(
+            Duration::from_secs(30),
+            serve_queue(q, Active::new(&shared)),
+        )
+        .await;
+        assert!(served.is_ok(), "the queue kept retrying");
+        // It waited between attempts rather than giving up at once (or
+        // spinning until the timeout).
+        assert!(
+            start.elapsed() >= Duration::from_millis(900),
+            "{:?}",
+            start.elapsed()
+        );
+        assert!(shared.warned.load(Ordering::Relaxed));
+        assert_eq!(shared.active.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn a_closed_queue_stops_and_drops_replies() {
+        let shared = shared();
+        let q = broken_queue(&shared);
+        q.close();
+        // Nothing to send on, and nothing said about it.
+        q.send(1, &Reply::Err(libc::EIO), &IoBuf::new());
+        assert!(!shared.warned.load(Ordering::Relaxed));
+        let served =
+            tokio::time::timeout(Duration::from_secs(5), serve_queue(q, Active::new(&shared)))
+                .await;
+        assert!(served.is_ok(), "a closed queue kept running");
     }
 }

@@ -147,7 +147,10 @@ impl Session {
         }
     }
 
-    /// Our side of the INIT negotiation.
+    /// Our side of the INIT negotiation. HANDLE_KILLPRIV is left out, as
+    /// qsd's libfuse leaves it out: the kernel then clears set-user-ID and
+    /// set-group-ID itself (a chown comes with a MODE change), so the mode
+    /// we report is what a local file system would show.
     pub fn init(&self, i: InitIn) -> InitOut {
         let want = init::ASYNC_READ
             | init::ATOMIC_O_TRUNC
@@ -156,7 +159,6 @@ impl Session {
             | init::AUTO_INVAL_DATA
             | init::ASYNC_DIO
             | init::PARALLEL_DIROPS
-            | init::HANDLE_KILLPRIV
             | init::MAX_PAGES;
         InitOut {
             major: codec::KERNEL_VERSION,
@@ -527,6 +529,23 @@ mod tests {
         assert_eq!(read(&s, 9999, 4).await, b"\0xyz");
         let ro = session(dev, false, false);
         assert_eq!(err(write(&ro, 0, b"x").await), libc::EACCES);
+    }
+
+    #[test]
+    fn init_leaves_killing_suid_to_the_kernel() {
+        let (_d, dev) = file_node(4096);
+        let s = session(dev, true, false);
+        let out = s.init(InitIn {
+            major: 7,
+            minor: 31,
+            max_readahead: 1 << 17,
+            flags: u32::MAX,
+        });
+        // Not negotiated, as by qsd's libfuse: the kernel then turns a
+        // chown into a chown plus a MODE without set-user-ID.
+        assert_eq!(out.flags & init::HANDLE_KILLPRIV, 0);
+        assert_ne!(out.flags & init::ASYNC_DIO, 0);
+        assert_eq!(out.max_write, MAX_WRITE);
     }
 
     #[tokio::test]
