@@ -88,9 +88,9 @@ fn run() -> Result<()> {
         println!("cargo:rustc-cfg=qapi_cond=\"{name}\"");
     }
 
-    // The daemon's schema (no conditions so far; any it gets are
-    // `daemon_cond` cfgs here, all off, as this crate has no cargo
-    // features to map them to).
+    // The daemon's schema: its conditions (CONFIG_NBD, CONFIG_FUSE, ...)
+    // are `daemon_cond` cfgs here, all off, as this crate has no cargo
+    // features to map them to; the qmp-types crate maps them to features.
     let daemon = manifest.join("../schema/storage-daemon.json");
     let names = conditions(&daemon, true)?;
     compile(
