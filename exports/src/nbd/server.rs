@@ -414,15 +414,16 @@ impl Accepting {
     /// also cuts clients still in the handshake, as QEMU does).
     fn spawn<S>(&self, stream: S, slot: Option<OwnedSemaphorePermit>, stop: &watch::Receiver<bool>)
     where
-        S: AsyncRead + AsyncWrite + Send + 'static,
+        S: AsyncRead + AsyncWrite + std::os::fd::AsRawFd + Send + 'static,
     {
+        let fd = Some(stream.as_raw_fd());
         let lookup: Arc<dyn ExportLookup> = self.server.clone();
         let limit = self.handshake_limit;
         let mut stop = stop.clone();
         tokio::spawn(async move {
             tokio::select! {
                 // Errors end this connection only; nobody else is told.
-                _ = session::serve(stream, lookup, limit) => {}
+                _ = session::serve_socket(stream, fd, lookup, limit) => {}
                 _ = stop.wait_for(|stopped| *stopped) => {}
             }
             drop(slot);

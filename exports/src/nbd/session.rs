@@ -82,6 +82,20 @@ pub async fn serve<S>(
 where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
+    serve_socket(stream, None, lookup, handshake_limit).await
+}
+
+/// [`serve`] on a socket whose descriptor the transmission phase may
+/// poll briefly before it sleeps (see `transmission::Poller`).
+pub async fn serve_socket<S>(
+    stream: S,
+    fd: Option<std::os::fd::RawFd>,
+    lookup: Arc<dyn ExportLookup>,
+    handshake_limit: Option<Duration>,
+) -> Result<(), SessionError>
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
     let (r, w) = tokio::io::split(stream);
     let mut reader = BufReader::with_capacity(64 * 1024, r);
     let mut writer = w;
@@ -93,7 +107,7 @@ where
         None => hs.run().await?,
     };
     match negotiated {
-        Some(n) => transmission(reader, writer, n).await,
+        Some(n) => transmission(reader, writer, n, fd).await,
         // NBD_OPT_ABORT
         None => Ok(()),
     }

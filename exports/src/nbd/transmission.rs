@@ -130,6 +130,7 @@ pub(super) async fn transmission<S>(
     mut reader: BufReader<ReadHalf<S>>,
     mut writer: WriteHalf<S>,
     n: Negotiated,
+    fd: Option<std::os::fd::RawFd>,
 ) -> Result<(), SessionError>
 where
     S: AsyncRead + AsyncWrite + Send + 'static,
@@ -147,6 +148,9 @@ where
     let mut tasks: JoinSet<Reply> = JoinSet::new();
     let mut out = Outbox::default();
     let mut eof = false;
+    let mut poller = Poller::new(fd);
+    // Requests started since the connection last slept.
+    let mut started = 0usize;
     let result = loop {
         // Export removed: hard disconnect, requests in flight are dropped.
         if export.is_closing() {
@@ -168,6 +172,7 @@ where
         // Requests already buffered are taken before anything is written,
         // so a burst of requests gets a burst of replies.
         if !eof && busy < MAX_REQUESTS && reader.buffer().len() >= header {
+            started += 1;
             match next_request(&mut reader, &conn, &export, &mut tasks, &mut out).await {
                 Ok(more) => eof = !more,
                 Err(e) => break Err(e),
@@ -183,6 +188,12 @@ where
         if eof && tasks.is_empty() {
             break Ok(());
         }
+        let idle = tasks.is_empty() && !eof;
+        if idle {
+            poller.spin(started);
+        }
+        started = 0;
+        let waited = std::time::Instant::now();
         tokio::select! {
             biased;
             // Export removed: hard disconnect, requests in flight are dropped.
@@ -198,6 +209,7 @@ where
                 Ok(0) => eof = true,
                 // A partial header: read the rest of this request now.
                 Ok(got) if got < header => {
+                    started += 1;
                     match next_request(&mut reader, &conn, &export, &mut tasks, &mut out).await {
                         Ok(more) => eof = !more,
                         Err(e) => break Err(e),
@@ -206,6 +218,9 @@ where
                 Ok(_) => {}
                 Err(e) => break Err(e.into()),
             },
+        }
+        if idle {
+            poller.waited(waited.elapsed());
         }
     };
     // The spec asks servers to finish what is in flight before closing
@@ -242,6 +257,65 @@ async fn next_request<R: AsyncRead + Unpin>(
             Ok(false)
         }
         Next::Disconnect => Ok(false),
+    }
+}
+
+/// Adaptive polling of an idle connection's socket before it sleeps, as
+/// QEMU's iothreads poll (`poll-max-ns`): a client at queue depth 1 sends
+/// its next request tens of microseconds after our reply, and catching it
+/// awake saves a sleep and a cross-CPU wake-up per request. The budget
+/// grows while requests arrive within the maximum and shrinks when they
+/// do not, so an idle or slow client costs next to nothing.
+struct Poller {
+    fd: Option<std::os::fd::RawFd>,
+    budget: std::time::Duration,
+}
+
+const POLL_MAX: std::time::Duration = std::time::Duration::from_micros(64);
+const POLL_MIN: std::time::Duration = std::time::Duration::from_micros(4);
+
+impl Poller {
+    fn new(fd: Option<std::os::fd::RawFd>) -> Self {
+        Poller {
+            fd,
+            budget: std::time::Duration::ZERO,
+        }
+    }
+
+    /// Spins until the socket is readable or the budget is spent, when
+    /// the client looks like it waits for each reply (`served` requests
+    /// came in since the last sleep: one). Deeper queues keep the
+    /// connection busy by themselves; polling there only burns CPU.
+    fn spin(&mut self, served: usize) {
+        let Some(fd) = self.fd else { return };
+        if self.budget.is_zero() || served > 1 {
+            return;
+        }
+        let start = std::time::Instant::now();
+        let mut p = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        while start.elapsed() < self.budget {
+            // SAFETY: one pollfd, no timeout.
+            if unsafe { libc::poll(&mut p, 1, 0) } != 0 {
+                return;
+            }
+            std::hint::spin_loop();
+        }
+    }
+
+    /// Adapts the budget to how long the connection then slept.
+    fn waited(&mut self, slept: std::time::Duration) {
+        if slept <= POLL_MAX {
+            self.budget = (self.budget * 2).clamp(POLL_MIN, POLL_MAX);
+        } else {
+            self.budget /= 2;
+            if self.budget < POLL_MIN {
+                self.budget = std::time::Duration::ZERO;
+            }
+        }
     }
 }
 
@@ -763,4 +837,47 @@ async fn extents(conn: &Conn, req: &Request, context: u32, max: usize) -> io::Re
         out.push(Extent { len, flags });
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsRawFd;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn poll_budget_grows_with_quick_clients_and_fades_with_slow_ones() {
+        let mut p = Poller::new(Some(0));
+        assert!(p.budget.is_zero());
+        p.waited(Duration::from_micros(20));
+        assert_eq!(p.budget, POLL_MIN);
+        for _ in 0..10 {
+            p.waited(Duration::from_micros(20));
+        }
+        assert_eq!(p.budget, POLL_MAX);
+        for _ in 0..5 {
+            p.waited(Duration::from_millis(5));
+        }
+        assert!(p.budget.is_zero(), "{:?}", p.budget);
+    }
+
+    #[test]
+    fn spin_stops_at_data_and_skips_deep_queues() {
+        let (a, mut b) = std::os::unix::net::UnixStream::pair().expect("socketpair");
+        let mut p = Poller::new(Some(a.as_raw_fd()));
+        p.budget = Duration::from_millis(50);
+        // Nothing to read: the whole budget is spent.
+        let t = Instant::now();
+        p.spin(1);
+        assert!(t.elapsed() >= Duration::from_millis(50));
+        // More than one request since the last sleep: no polling at all.
+        let t = Instant::now();
+        p.spin(2);
+        assert!(t.elapsed() < Duration::from_millis(20));
+        // Data waiting: back at once.
+        std::io::Write::write_all(&mut b, b"x").expect("write");
+        let t = Instant::now();
+        p.spin(1);
+        assert!(t.elapsed() < Duration::from_millis(20));
+    }
 }
