@@ -170,7 +170,7 @@ pub(crate) fn errno(e: i32) -> io::Error {
 
 /// The text of an error without Rust's " (os error N)" suffix, like QEMU's
 /// `strerror()`.
-pub(crate) fn strerror(e: &io::Error) -> String {
+pub fn strerror(e: &io::Error) -> String {
     match e.raw_os_error() {
         Some(n) => {
             let s = io::Error::from_raw_os_error(n).to_string();

@@ -56,6 +56,37 @@ pub fn socket_domain(fd: i32) -> io::Result<i32> {
     Ok(domain)
 }
 
+/// Listens on every address `host` resolves to (of the families left in),
+/// as QEMU's listener does; fails only when none can be bound.
+pub fn tcp_listeners(
+    host: &str,
+    port: &str,
+    ipv4: Option<bool>,
+    ipv6: Option<bool>,
+) -> Result<Vec<tokio::net::TcpListener>, String> {
+    let mut addrs = resolve(host, port, ipv4, ipv6)?;
+    addrs.dedup();
+    let mut listeners = Vec::new();
+    let mut first_error = None;
+    for addr in addrs {
+        let bound = listen_tcp(addr, ipv4 == Some(false))
+            .and_then(|l| tokio::net::TcpListener::from_std(l.into()));
+        match bound {
+            Ok(l) => listeners.push(l),
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    match (listeners.is_empty(), first_error) {
+        (true, Some(e)) => Err(format!(
+            "Failed to bind socket: {}",
+            storage_block::strerror(&e)
+        )),
+        _ => Ok(listeners),
+    }
+}
+
 /// A listening socket as QEMU makes one: `SO_REUSEADDR`, IPv6 sockets
 /// dual-stack unless IPv4 is off, the system's maximum backlog.
 pub fn listen_tcp(

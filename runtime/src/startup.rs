@@ -172,7 +172,7 @@ async fn start(
                         // QEMU checks that an inherited descriptor is a
                         // socket (a closed one is not either).
                         ListenAddress::Fd(n) => format!("File descriptor '{n}' is not a socket"),
-                        _ => format!("Failed to bind socket: {}", os_reason(&e)),
+                        _ => format!("Failed to bind socket: {}", storage_block::strerror(&e)),
                     })
                 })?;
                 if let ListenAddress::Unix(p) = &listen {
@@ -247,9 +247,4 @@ async fn shutdown(daemon: &Arc<Daemon>, started: Started) {
         let _ = std::fs::remove_file(s);
     }
     drop(started.pidfile);
-}
-
-fn os_reason(e: &std::io::Error) -> String {
-    let s = e.to_string();
-    s.split(" (os error").next().unwrap_or(&s).to_string()
 }

@@ -478,7 +478,7 @@ impl FuseExport {
         let (mount, fd, allow_other) = mounted.map_err(|e| {
             ExportError::new(format!(
                 "Failed to mount FUSE session to export: {}",
-                mount::strerror(&e)
+                storage_block::strerror(&e)
             ))
         })?;
         let shared = Arc::new(Shared {
@@ -526,7 +526,7 @@ impl FuseExport {
                 |e| {
                     ExportError::new(format!(
                         "Failed to mount FUSE session to export: {}",
-                        mount::strerror(&io::Error::from(e))
+                        storage_block::strerror(&io::Error::from(e))
                     ))
                 },
             )?;

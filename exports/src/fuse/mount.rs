@@ -24,14 +24,7 @@ fn cstr(p: &Path) -> io::Result<CString> {
     CString::new(p.as_os_str().as_bytes()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
 }
 
-/// `strerror()` text without Rust's " (os error N)".
-pub fn strerror(e: &io::Error) -> String {
-    let s = e.to_string();
-    match s.find(" (os error ") {
-        Some(i) => s[..i].to_owned(),
-        None => s,
-    }
-}
+use storage_block::strerror;
 
 /// Checks the mountpoint as qsd does (texts included), and refuses a
 /// file something is already mounted on. That check comes first: a stat

@@ -201,7 +201,7 @@ impl NbdServer {
                     ExportError::new(format!(
                         "Failed to bind socket to {}: {}",
                         path.display(),
-                        os_reason(&e)
+                        storage_block::strerror(&e)
                     ))
                 })?;
                 tokio::spawn(accept_unix(self.clone(), l, opts.clone(), stop_rx));
@@ -213,7 +213,9 @@ impl NbdServer {
                 ipv4,
                 ipv6,
             } => {
-                for l in tcp_listeners(host, port, *ipv4, *ipv6)? {
+                for l in
+                    sockets::tcp_listeners(host, port, *ipv4, *ipv6).map_err(ExportError::new)?
+                {
                     tokio::spawn(accept_tcp(self.clone(), l, opts.clone(), stop_rx.clone()));
                 }
                 None
@@ -329,42 +331,6 @@ fn check_export(running: Option<&Running>, opts: &NbdExportOptions) -> Result<()
         )));
     }
     Ok(())
-}
-
-/// Listens on every address `host` resolves to (of the families left in),
-/// as QEMU's listener does; fails only when none can be bound.
-fn tcp_listeners(
-    host: &str,
-    port: &str,
-    ipv4: Option<bool>,
-    ipv6: Option<bool>,
-) -> Result<Vec<tokio::net::TcpListener>, ExportError> {
-    let mut addrs = sockets::resolve(host, port, ipv4, ipv6).map_err(ExportError::new)?;
-    addrs.dedup();
-    let mut listeners = Vec::new();
-    let mut first_error = None;
-    for addr in addrs {
-        let bound = sockets::listen_tcp(addr, ipv4 == Some(false))
-            .and_then(|l| tokio::net::TcpListener::from_std(l.into()));
-        match bound {
-            Ok(l) => listeners.push(l),
-            Err(e) => {
-                first_error.get_or_insert(e);
-            }
-        }
-    }
-    match (listeners.is_empty(), first_error) {
-        (true, Some(e)) => Err(ExportError::new(format!(
-            "Failed to bind socket: {}",
-            os_reason(&e)
-        ))),
-        _ => Ok(listeners),
-    }
-}
-
-fn os_reason(e: &std::io::Error) -> String {
-    let s = e.to_string();
-    s.split(" (os error").next().unwrap_or(&s).to_string()
 }
 
 impl ExportLookup for NbdServer {

@@ -6,7 +6,7 @@
 use std::io;
 use std::sync::{Arc, Mutex};
 
-use storage_block::{BlockDevice, IoBuf};
+use storage_block::{BlockDevice, IoBuf, strerror};
 use tokio::io::{
     AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, ReadHalf,
     WriteHalf,
@@ -59,6 +59,8 @@ struct Outbox {
     parts: Vec<Part>,
     /// Replies queued (each holds a request slot until written).
     replies: usize,
+    /// The bytes buffer of the last flush, kept for the next burst.
+    spare: Vec<u8>,
 }
 
 /// Data up to this size is copied into the outgoing bytes.
@@ -74,6 +76,7 @@ impl Outbox {
                         conn.recycle(buf);
                     }
                 }
+                Part::Bytes(b) if b.is_empty() => {}
                 Part::Bytes(b) => self.bytes().extend_from_slice(&b),
                 data => self.parts.push(data),
             }
@@ -83,7 +86,11 @@ impl Outbox {
 
     fn bytes(&mut self) -> &mut Vec<u8> {
         if !matches!(self.parts.last(), Some(Part::Bytes(_))) {
-            self.parts.push(Part::Bytes(Vec::with_capacity(COPY_MAX)));
+            let buf = match std::mem::take(&mut self.spare) {
+                b if b.capacity() > 0 => b,
+                _ => Vec::with_capacity(COPY_MAX),
+            };
+            self.parts.push(Part::Bytes(buf));
         }
         match self.parts.last_mut() {
             Some(Part::Bytes(b)) => b,
@@ -108,10 +115,17 @@ impl Outbox {
             io::IoSlice::advance_slices(&mut rest, n);
         }
         for part in self.parts.drain(..) {
-            if let Part::Data(buf, _) = part
-                && let Ok(buf) = Arc::try_unwrap(buf)
-            {
-                conn.recycle(buf);
+            match part {
+                Part::Data(buf, _) => {
+                    if let Ok(buf) = Arc::try_unwrap(buf) {
+                        conn.recycle(buf);
+                    }
+                }
+                Part::Bytes(mut b) if b.capacity() <= 4 * COPY_MAX => {
+                    b.clear();
+                    self.spare = b;
+                }
+                Part::Bytes(_) => {}
             }
         }
         self.replies = 0;
@@ -767,14 +781,6 @@ async fn sparse_read(conn: &Conn, req: &Request, out: &mut Reply) {
         let start = if whole.is_some() { off as usize } else { 0 };
         put_data_chunk_header(out.bytes(), ext, done, req, offset, n);
         out.data(&buf, start..start + n as usize);
-    }
-}
-
-fn strerror(e: &io::Error) -> String {
-    let s = e.to_string();
-    match s.rfind(" (os error ") {
-        Some(i) => s[..i].to_string(),
-        None => s,
     }
 }
 
