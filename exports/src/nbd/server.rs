@@ -387,11 +387,11 @@ impl Accepting {
         let limit = self.handshake_limit;
         let mut stop = stop.clone();
         tokio::spawn(async move {
-            tokio::select! {
-                // Errors end this connection only; nobody else is told.
-                _ = session::serve_socket(stream, fd, lookup, limit) => {}
-                _ = stop.wait_for(|stopped| *stopped) => {}
-            }
+            let stopped = async move {
+                let _ = stop.wait_for(|stopped| *stopped).await;
+            };
+            // Errors end this connection only; nobody else is told.
+            let _ = session::serve_socket(stream, fd, lookup, limit, stopped).await;
             drop(slot);
         });
     }

@@ -3,6 +3,7 @@
 //! reply is written whole under the connection's writer lock, so replies
 //! may come out of order but never interleave.
 
+use std::future::Future;
 use std::io;
 use std::sync::{Arc, Mutex};
 
@@ -133,7 +134,8 @@ impl Outbox {
     }
 }
 
-/// Serves requests until the client disconnects or the export closes.
+/// Serves requests until the client disconnects, the export closes or
+/// `stop` resolves (the server stops).
 ///
 /// One task per connection: requests whose block I/O completes at once
 /// (tmpfs, page cache, null) are answered inline and their replies are
@@ -141,40 +143,62 @@ impl Outbox {
 /// goes on in a task of its own, so up to [`MAX_REQUESTS`] run
 /// concurrently and their replies come back in completion order.
 pub(super) async fn transmission<S>(
-    mut reader: BufReader<ReadHalf<S>>,
-    mut writer: WriteHalf<S>,
+    reader: BufReader<ReadHalf<S>>,
+    writer: WriteHalf<S>,
     n: Negotiated,
     fd: Option<std::os::fd::RawFd>,
+    stop: impl Future<Output = ()>,
 ) -> Result<(), SessionError>
 where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
-    let closed = n.export.closed();
-    tokio::pin!(closed);
     let conn = Arc::new(Conn {
         dev: n.export.device.clone(),
         mode: n.mode,
         contexts: n.contexts,
         pool: Mutex::new(Vec::new()),
     });
-    let export = n.export;
-    let header = conn.mode.request_size();
     let mut tasks: JoinSet<Reply> = JoinSet::new();
+    // Every await on the peer (request headers, payloads, reply writes)
+    // lives in `serve_requests`: removal or a server stop drops it at any
+    // of them, which closes the socket (a hard disconnect).
+    let result = tokio::select! {
+        r = serve_requests(reader, writer, &conn, &n.export, &mut tasks, fd) => r,
+        () = n.export.closed() => Ok(()),
+        () = stop => Ok(()),
+    };
+    // Block I/O already started runs to its end (QEMU drains it too)
+    // before the client stops counting: once the export is reported gone,
+    // nothing of this connection touches its node any more. Its replies
+    // have nowhere to go.
+    while tasks.join_next().await.is_some() {}
+    drop(n._client);
+    result
+}
+
+/// The request loop of [`transmission`]; returns when the client is done.
+async fn serve_requests<S>(
+    mut reader: BufReader<ReadHalf<S>>,
+    mut writer: WriteHalf<S>,
+    conn: &Arc<Conn>,
+    export: &NbdExport,
+    tasks: &mut JoinSet<Reply>,
+    fd: Option<std::os::fd::RawFd>,
+) -> Result<(), SessionError>
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let header = conn.mode.request_size();
     let mut out = Outbox::default();
     let mut eof = false;
     let mut poller = Poller::new(fd);
     // Requests started since the connection last slept.
     let mut started = 0usize;
     let result = loop {
-        // Export removed: hard disconnect, requests in flight are dropped.
-        if export.is_closing() {
-            tasks.shutdown().await;
-            return Ok(());
-        }
         let mut lost = None;
         while let Some(done) = tasks.try_join_next() {
             match done {
-                Ok(reply) => out.push(&conn, reply),
+                Ok(reply) => out.push(conn, reply),
                 Err(e) => lost = Some(e),
             }
         }
@@ -187,14 +211,14 @@ where
         // so a burst of requests gets a burst of replies.
         if !eof && busy < MAX_REQUESTS && reader.buffer().len() >= header {
             started += 1;
-            match next_request(&mut reader, &conn, &export, &mut tasks, &mut out).await {
+            match next_request(&mut reader, conn, export, tasks, &mut out).await {
                 Ok(more) => eof = !more,
                 Err(e) => break Err(e),
             }
             continue;
         }
         if !out.parts.is_empty() {
-            if let Err(e) = out.flush(&conn, &mut writer).await {
+            if let Err(e) = out.flush(conn, &mut writer).await {
                 break Err(e.into());
             }
             continue;
@@ -210,13 +234,8 @@ where
         let waited = std::time::Instant::now();
         tokio::select! {
             biased;
-            // Export removed: hard disconnect, requests in flight are dropped.
-            () = &mut closed => {
-                tasks.shutdown().await;
-                return Ok(());
-            }
             Some(done) = tasks.join_next(), if !tasks.is_empty() => match done {
-                Ok(reply) => out.push(&conn, reply),
+                Ok(reply) => out.push(conn, reply),
                 Err(e) => break Err(io::Error::other(e).into()),
             },
             filled = async { reader.fill_buf().await.map(<[u8]>::len) }, if !eof && busy < MAX_REQUESTS => match filled {
@@ -224,7 +243,7 @@ where
                 // A partial header: read the rest of this request now.
                 Ok(got) if got < header => {
                     started += 1;
-                    match next_request(&mut reader, &conn, &export, &mut tasks, &mut out).await {
+                    match next_request(&mut reader, conn, export, tasks, &mut out).await {
                         Ok(more) => eof = !more,
                         Err(e) => break Err(e),
                     }
@@ -239,15 +258,10 @@ where
     };
     // The spec asks servers to finish what is in flight before closing
     // (QEMU does); the replies are sent when the client is still there.
-    tokio::select! {
-        _ = async {
-            while let Some(Ok(reply)) = tasks.join_next().await {
-                out.push(&conn, reply);
-            }
-        } => {}
-        () = &mut closed => tasks.shutdown().await,
+    while let Some(Ok(reply)) = tasks.join_next().await {
+        out.push(conn, reply);
     }
-    let _ = out.flush(&conn, &mut writer).await;
+    let _ = out.flush(conn, &mut writer).await;
     let _ = writer.shutdown().await;
     result
 }
