@@ -136,13 +136,25 @@ pub fn listen_tcp(
     }
     let (storage, len) = sockaddr(addr);
     // SAFETY: `storage` holds a sockaddr of `len` bytes.
-    check(unsafe {
-        libc::bind(
-            fd.as_raw_fd(),
-            (&storage as *const libc::sockaddr_storage).cast(),
-            len,
-        )
-    })?;
+    let bind = || {
+        check(unsafe {
+            libc::bind(
+                fd.as_raw_fd(),
+                (&storage as *const libc::sockaddr_storage).cast(),
+                len,
+            )
+        })
+    };
+    if let Err(e) = bind() {
+        // A dual-stack bind fails when the IPv4 side of the port is taken
+        // (by this very server's 0.0.0.0 listener, say): QEMU then binds
+        // IPv6 only, and so do we.
+        if addr.is_ipv4() || v6_only || e.raw_os_error() != Some(libc::EADDRINUSE) {
+            return Err(e);
+        }
+        set(libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, 1)?;
+        bind()?;
+    }
     // SAFETY: listen on our bound socket.
     check(unsafe { libc::listen(fd.as_raw_fd(), libc::SOMAXCONN) })?;
     Ok(fd)
@@ -251,4 +263,29 @@ pub fn resolve(
     // SAFETY: the list came from getaddrinfo and is freed once.
     unsafe { libc::freeaddrinfo(list) };
     Ok(out)
+}
+
+/// Listens on unix socket `path` as QEMU does: whatever is at `path` is
+/// unlinked first (a socket file left by a crash, but also a live socket
+/// or a regular file: QEMU does not look), so a restart after a crash
+/// works. Must run in the runtime.
+pub fn unix_listener(path: &std::path::Path) -> Result<tokio::net::UnixListener, String> {
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(format!(
+                "Failed to unlink socket {}: {}",
+                path.display(),
+                storage_block::strerror(&e)
+            ));
+        }
+    }
+    tokio::net::UnixListener::bind(path).map_err(|e| {
+        format!(
+            "Failed to bind socket to {}: {}",
+            path.display(),
+            storage_block::strerror(&e)
+        )
+    })
 }
