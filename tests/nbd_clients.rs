@@ -427,24 +427,27 @@ fn max_connections_and_handshake_timeout() {
 
 // ---- More clients, through the shared helpers of tests/common.
 
-use common::{
-    NbdAddr, NbdDaemon, TempDir, create_image, free_port, nbdsh_script, require, tool_ok,
-};
+use common::{NbdAddr, NbdDaemon, TempDir, create_image, nbdsh_script, require, tool_ok};
 
 /// Our daemon on a fresh `SIZE` image, export `disk` writable with
 /// allocation depth.
 fn ours(dir: &TempDir, addr: NbdAddr, server_extra: &str) -> NbdDaemon {
     let img = dir.join("img");
     create_image(&img, &SIZE.to_string());
-    NbdDaemon::start(
-        common::OURS,
-        dir,
-        &img,
-        "",
-        addr,
-        server_extra,
-        "name=disk,writable=on,allocation-depth=on,description=test disk",
-    )
+    NbdDaemon::start(common::OURS, dir, &img, "", addr, server_extra, EXPORT)
+}
+
+const EXPORT: &str = "name=disk,writable=on,allocation-depth=on,description=test disk";
+
+/// [`ours`] on TCP `host` and a fresh port (retried on a lost race).
+fn ours_tcp(dir: &TempDir, host: &str, server_extra: &str) -> (NbdDaemon, u16) {
+    let img = dir.join("img");
+    create_image(&img, &SIZE.to_string());
+    let d = NbdDaemon::start_tcp(common::OURS, dir, &img, "", host, server_extra, EXPORT);
+    let NbdAddr::Tcp(_, port) = d.addr else {
+        unreachable!("start_tcp listens on TCP")
+    };
+    (d, port)
 }
 
 fn qemu_img_suite(d: &NbdDaemon, dir: &TempDir) {
@@ -477,8 +480,7 @@ fn qemu_img_suite(d: &NbdDaemon, dir: &TempDir) {
 #[test]
 fn tcp_ipv4_ipv6_and_qemu_nbd_list() {
     let dir = TempDir::new("nbd-tcp4");
-    let port = free_port();
-    let d = ours(&dir, NbdAddr::Tcp("127.0.0.1".into(), port), "");
+    let (d, port) = ours_tcp(&dir, "127.0.0.1", "");
     qemu_img_suite(&d, &dir);
     let list = tool_ok(Command::new("qemu-nbd").args([
         "--list",
@@ -499,8 +501,7 @@ fn tcp_ipv4_ipv6_and_qemu_nbd_list() {
         return;
     }
     let dir = TempDir::new("nbd-tcp6");
-    let port = free_port();
-    let d = ours(&dir, NbdAddr::Tcp("::1".into(), port), "");
+    let (d, port) = ours_tcp(&dir, "::1", "");
     qemu_img_suite(&d, &dir);
     let list =
         tool_ok(Command::new("qemu-nbd").args(["--list", "--bind=::1", &format!("--port={port}")]));
@@ -512,8 +513,7 @@ fn tcp_ipv4_ipv6_and_qemu_nbd_list() {
     // "::" listens on both families unless ipv4=off makes it IPv6 only.
     for (extra, v4) in [("", true), (",addr.ipv4=off", false)] {
         let dir = TempDir::new("nbd-tcp-any");
-        let port = free_port();
-        let _d = ours(&dir, NbdAddr::Tcp("::".into(), port), extra);
+        let (_d, port) = ours_tcp(&dir, "::", extra);
         let v4_uri = format!("nbd://127.0.0.1:{port}/disk");
         let (code, out, err) = common::run_tool(nbdinfo().args(["--size", &v4_uri]));
         assert_eq!(code == 0, v4, "{extra}: {out}{err}");

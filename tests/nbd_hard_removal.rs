@@ -74,14 +74,6 @@ impl Side {
     }
 }
 
-fn option(opt: u32, data: &[u8]) -> Vec<u8> {
-    let mut v = b"IHAVEOPT".to_vec();
-    v.extend_from_slice(&opt.to_be_bytes());
-    v.extend_from_slice(&u32::try_from(data.len()).expect("small").to_be_bytes());
-    v.extend_from_slice(data);
-    v
-}
-
 fn request(ty: u16, cookie: u64, off: u64, len: u32) -> Vec<u8> {
     let mut v = REQ_MAGIC.to_be_bytes().to_vec();
     v.extend_from_slice(&0u16.to_be_bytes());
@@ -90,32 +82,6 @@ fn request(ty: u16, cookie: u64, off: u64, len: u32) -> Vec<u8> {
     v.extend_from_slice(&off.to_be_bytes());
     v.extend_from_slice(&len.to_be_bytes());
     v
-}
-
-/// Connects and selects `disk` with NBD_OPT_GO (simple replies).
-fn connect(sock: &str) -> UnixStream {
-    let mut s = UnixStream::connect(sock).expect("connect");
-    s.set_read_timeout(Some(TIMEOUT)).expect("timeout");
-    let mut greeting = [0u8; 18];
-    s.read_exact(&mut greeting).expect("greeting");
-    assert_eq!(&greeting[..16], b"NBDMAGICIHAVEOPT");
-    s.write_all(&3u32.to_be_bytes()).expect("client flags");
-    let mut go = 4u32.to_be_bytes().to_vec();
-    go.extend_from_slice(b"disk");
-    go.extend_from_slice(&[0, 0]);
-    s.write_all(&option(7, &go)).expect("go");
-    loop {
-        let mut h = [0u8; 20];
-        s.read_exact(&mut h).expect("go reply");
-        let ty = u32::from_be_bytes([h[12], h[13], h[14], h[15]]);
-        let len = u32::from_be_bytes([h[16], h[17], h[18], h[19]]);
-        let mut p = vec![0u8; len as usize];
-        s.read_exact(&mut p).expect("go reply data");
-        assert_eq!(ty & (1 << 31), 0, "GO failed: {ty:#x} {sock}");
-        if ty == 1 {
-            return s;
-        }
-    }
 }
 
 /// Waits until `probe` holds, failing loudly after [`TIMEOUT`].
@@ -183,7 +149,7 @@ fn case(bin: &str, how: Stall, cut: Cut) {
     let what = format!("{bin} {how:?} {cut:?}");
     eprintln!("case: {what}");
     let mut side = Side::start(bin);
-    let mut client = connect(&side.dir.join("nbd.sock"));
+    let mut client = common::nbd_go_unix(&side.dir.join("nbd.sock"), "disk");
     stall(&mut client, how);
     let mut q = side.d.qmp();
     match cut {

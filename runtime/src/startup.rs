@@ -143,6 +143,9 @@ async fn start(
     // qsd, whose main loop only runs then: a client never sees an export
     // of the command line mounted but not yet listed.
     let mut monitors = Vec::new();
+    // The same for NBD clients: they wait in the backlog meanwhile.
+    #[cfg(feature = "nbd")]
+    daemon.nbd.hold();
     for item in options {
         let (text, opt) = item?;
         let fail = |message: String| StartupError {
@@ -222,6 +225,8 @@ async fn start(
     for m in monitors {
         tokio::spawn(m);
     }
+    #[cfg(feature = "nbd")]
+    daemon.nbd.release();
     if let Some(p) = pidfile {
         let pf = Pidfile::create(&p).map_err(|e| StartupError {
             option: None,

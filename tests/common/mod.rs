@@ -100,6 +100,58 @@ pub fn free_port() -> u16 {
     l.local_addr().expect("local addr").port()
 }
 
+/// Starts `bin` with a QMP monitor on `DIR/qmp.sock` and `args(port)`
+/// on a fresh TCP port; when another process took the port between
+/// [`free_port`] and the daemon's bind ("Address already in use"), tries
+/// again with another. Returns once the command line has taken effect
+/// (both daemons greet on the monitor only then), with the port.
+pub fn start_on_free_port(
+    bin: &str,
+    dir: &TempDir,
+    args: impl Fn(u16) -> Vec<String>,
+) -> (Daemon, u16) {
+    const ATTEMPTS: usize = 5;
+    let qmp = dir.join("qmp.sock");
+    for attempt in 1..=ATTEMPTS {
+        let port = free_port();
+        let _ = std::fs::remove_file(&qmp);
+        let mut all = vec![
+            "--chardev".to_string(),
+            format!("socket,id=qmp0,path={qmp},server=on,wait=off"),
+            "--monitor".to_string(),
+            "chardev=qmp0".to_string(),
+        ];
+        all.extend(args(port));
+        let mut d = Daemon::spawn(bin, &all);
+        d.qmp_path = Some(qmp.clone());
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            if let Ok(Some(status)) = d.child.try_wait() {
+                let mut err = String::new();
+                if let Some(e) = d.child.stderr.as_mut() {
+                    let _ = e.read_to_string(&mut err);
+                }
+                if err.contains("Address already in use") && attempt < ATTEMPTS {
+                    break;
+                }
+                panic!("{bin} exited ({status}) at startup on port {port}: {err}");
+            }
+            if let Ok(mut s) = UnixStream::connect(&qmp) {
+                s.set_read_timeout(Some(TIMEOUT)).expect("timeout");
+                let mut b = [0u8; 1];
+                // Greeted: startup is over. Or closed: the daemon is
+                // exiting (seen at the next try_wait).
+                if matches!(s.read(&mut b), Ok(1)) {
+                    return (d, port);
+                }
+            }
+            assert!(Instant::now() < deadline, "{bin} never started on {port}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    unreachable!("the last attempt returns or panics")
+}
+
 /// A daemon process; killed (if still running) when dropped.
 pub struct Daemon {
     pub child: Child,
@@ -674,5 +726,71 @@ impl NbdDaemon {
 
     pub fn uri(&self, name: &str) -> String {
         self.addr.uri(name)
+    }
+
+    /// [`NbdDaemon::start`] on TCP `host` and a fresh port (see
+    /// [`start_on_free_port`]).
+    pub fn start_tcp(
+        bin: &str,
+        dir: &TempDir,
+        img: &str,
+        node_extra: &str,
+        host: &str,
+        server_extra: &str,
+        export: &str,
+    ) -> NbdDaemon {
+        let (daemon, port) = start_on_free_port(bin, dir, |port| {
+            let addr = NbdAddr::Tcp(host.to_string(), port);
+            vec![
+                "--blockdev".to_string(),
+                format!("driver=file,node-name=f,filename={img}{node_extra}"),
+                "--nbd-server".to_string(),
+                format!("{}{server_extra}", addr.server_opts()),
+                "--export".to_string(),
+                format!("type=nbd,id=e,node-name=f,{export}"),
+            ]
+        });
+        NbdDaemon {
+            daemon,
+            addr: NbdAddr::Tcp(host.to_string(), port),
+            img: img.to_string(),
+        }
+    }
+}
+
+/// A raw NBD client on unix socket `sock` that selected export `name`
+/// with `NBD_OPT_GO` (simple replies), in the transmission phase.
+pub fn nbd_go_unix(sock: &str, name: &str) -> UnixStream {
+    let mut s = UnixStream::connect(sock).expect("connect");
+    s.set_read_timeout(Some(TIMEOUT)).expect("timeout");
+    let mut greeting = [0u8; 18];
+    s.read_exact(&mut greeting).expect("greeting");
+    assert_eq!(&greeting[..16], b"NBDMAGICIHAVEOPT");
+    // FIXED_NEWSTYLE | NO_ZEROES
+    s.write_all(&3u32.to_be_bytes()).expect("client flags");
+    let len = u32::try_from(name.len()).expect("short name");
+    let mut opt = b"IHAVEOPT".to_vec();
+    opt.extend_from_slice(&7u32.to_be_bytes());
+    opt.extend_from_slice(&(len + 6).to_be_bytes());
+    opt.extend_from_slice(&len.to_be_bytes());
+    opt.extend_from_slice(name.as_bytes());
+    opt.extend_from_slice(&[0, 0]);
+    s.write_all(&opt).expect("NBD_OPT_GO");
+    loop {
+        let mut h = [0u8; 20];
+        s.read_exact(&mut h).expect("NBD_OPT_GO reply");
+        let ty = u32::from_be_bytes([h[12], h[13], h[14], h[15]]);
+        let len = u32::from_be_bytes([h[16], h[17], h[18], h[19]]);
+        let mut p = vec![0u8; len as usize];
+        s.read_exact(&mut p).expect("NBD_OPT_GO reply data");
+        assert_eq!(
+            ty & (1 << 31),
+            0,
+            "NBD_OPT_GO {name} on {sock}: error {ty:#x}"
+        );
+        // NBD_REP_ACK
+        if ty == 1 {
+            return s;
+        }
     }
 }

@@ -8,8 +8,8 @@ use storage_block::BlockDevice;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::codec::*;
-use super::server::{ClientGuard, NbdExport};
-use super::session::{
+use super::export::{ClientGuard, NbdExport};
+use super::state::{
     Contexts, ExportLookup, META_ALLOCATION_DEPTH, META_BASE_ALLOCATION, Negotiated, SessionError,
     drop_bytes, protocol,
 };

@@ -2,22 +2,17 @@
 //! the accept loop that hands connections to [`session`](super::session)
 //! (max-connections, handshake timeout) and client counting per export.
 
-use std::future::Future;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use storage_block::BlockDevice;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
-use super::codec::{
-    FLAG_CAN_MULTI_CONN, FLAG_HAS_FLAGS, FLAG_READ_ONLY, FLAG_SEND_CACHE, FLAG_SEND_FAST_ZERO,
-    FLAG_SEND_FLUSH, FLAG_SEND_FUA, FLAG_SEND_TRIM, FLAG_SEND_WRITE_ZEROES,
-};
+use super::export::{NbdExport, NbdExportOptions};
 use super::session::{self, ExportLookup};
-use crate::registry::{BoxFuture, Export, ExportError};
+use crate::registry::ExportError;
 use crate::sockets;
 
 /// Where and how the server listens.
@@ -46,121 +41,6 @@ pub struct NbdServerOptions {
     pub handshake_max_seconds: u32,
 }
 
-/// One NBD export's options (`block-export-add type=nbd`, `nbd-server-add`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NbdExportOptions {
-    pub name: String,
-    pub description: Option<String>,
-    pub writable: bool,
-    pub allocation_depth: bool,
-}
-
-/// A live NBD export.
-pub struct NbdExport {
-    pub opts: NbdExportOptions,
-    pub device: Arc<dyn BlockDevice>,
-    /// Transmission flags every client gets (QEMU's `exp->nbdflags`).
-    flags: u16,
-    clients: AtomicUsize,
-    /// Turns true on shutdown: new clients are refused, connected ones
-    /// are disconnected.
-    closing: watch::Sender<bool>,
-    changed: Notify,
-}
-
-impl NbdExport {
-    /// `multi_conn` is false when the server allows one connection only.
-    pub fn new(
-        opts: NbdExportOptions,
-        device: Arc<dyn BlockDevice>,
-        multi_conn: bool,
-    ) -> Arc<Self> {
-        // The flags QEMU's nbd_export_create() sets.
-        let mut flags = FLAG_HAS_FLAGS | FLAG_SEND_FLUSH | FLAG_SEND_FUA | FLAG_SEND_CACHE;
-        if multi_conn {
-            flags |= FLAG_CAN_MULTI_CONN;
-        }
-        if opts.writable {
-            flags |= FLAG_SEND_TRIM | FLAG_SEND_WRITE_ZEROES | FLAG_SEND_FAST_ZERO;
-        } else {
-            flags |= FLAG_READ_ONLY;
-        }
-        Arc::new(NbdExport {
-            opts,
-            device,
-            flags,
-            clients: AtomicUsize::new(0),
-            closing: watch::Sender::new(false),
-            changed: Notify::new(),
-        })
-    }
-
-    /// The transmission flags before per-client additions (`SEND_DF`).
-    pub fn flags(&self) -> u16 {
-        self.flags
-    }
-
-    pub fn is_closing(&self) -> bool {
-        *self.closing.borrow()
-    }
-
-    /// Counts a client that selected this export, until the guard drops;
-    /// `None` once the export is shutting down.
-    pub fn attach(self: &Arc<Self>) -> Option<ClientGuard> {
-        self.clients.fetch_add(1, Ordering::SeqCst);
-        let guard = ClientGuard(self.clone());
-        // Checked after counting, so shutdown() either sees the client
-        // or the client sees the flag.
-        if self.is_closing() {
-            return None;
-        }
-        Some(guard)
-    }
-
-    /// Resolves when the export shuts down (the client must go).
-    pub fn closed(&self) -> impl Future<Output = ()> + Send + 'static {
-        let mut rx = self.closing.subscribe();
-        async move {
-            let _ = rx.wait_for(|c| *c).await;
-        }
-    }
-}
-
-/// A connected client of an [`NbdExport`].
-pub struct ClientGuard(Arc<NbdExport>);
-
-impl Drop for ClientGuard {
-    fn drop(&mut self) {
-        self.0.clients.fetch_sub(1, Ordering::SeqCst);
-        self.0.changed.notify_waiters();
-    }
-}
-
-impl Export for NbdExport {
-    fn clients(&self) -> usize {
-        self.clients.load(Ordering::SeqCst)
-    }
-
-    fn shutdown(&self, _hard: bool) {
-        // QEMU closes the clients in either mode: safe mode only gets here
-        // when there are none.
-        self.closing.send_replace(true);
-        self.changed.notify_waiters();
-    }
-
-    fn drained(self: Arc<Self>) -> BoxFuture<()> {
-        Box::pin(async move {
-            loop {
-                let changed = self.changed.notified();
-                if self.clients() == 0 {
-                    return;
-                }
-                changed.await;
-            }
-        })
-    }
-}
-
 struct Running {
     stop: watch::Sender<bool>,
     opts: NbdServerOptions,
@@ -170,14 +50,18 @@ struct Running {
 }
 
 /// The daemon's one NBD server.
-#[derive(Default)]
 pub struct NbdServer {
     running: Mutex<Option<Running>>,
+    /// True while connections wait in the backlog (see [`NbdServer::hold`]).
+    held: watch::Sender<bool>,
 }
 
 impl NbdServer {
     pub fn new() -> Arc<Self> {
-        Arc::new(NbdServer::default())
+        Arc::new(NbdServer {
+            running: Mutex::new(None),
+            held: watch::Sender::new(false),
+        })
     }
 
     fn lock(&self) -> MutexGuard<'_, Option<Running>> {
@@ -188,68 +72,58 @@ impl NbdServer {
         self.lock().is_some()
     }
 
+    /// Holds new connections in the listen backlog until [`release`]
+    /// (while the daemon applies its command line: qsd's main loop only
+    /// runs after that, so no client sees a server without its exports).
+    ///
+    /// [`release`]: NbdServer::release
+    pub fn hold(&self) {
+        self.held.send_replace(true);
+    }
+
+    pub fn release(&self) {
+        self.held.send_replace(false);
+    }
+
     /// Binds the listener and starts accepting. Must run in the runtime.
     pub fn start(self: &Arc<Self>, opts: NbdServerOptions) -> Result<(), ExportError> {
         let mut running = self.lock();
         if running.is_some() {
             return Err(ExportError::new("NBD server already running"));
         }
-        let (stop, stop_rx) = watch::channel(false);
-        let socket_path = match &opts.listen {
+        let mut socket_path = None;
+        let listeners = match &opts.listen {
             NbdListen::Unix(path) => {
-                let l = tokio::net::UnixListener::bind(path).map_err(|e| {
-                    ExportError::new(format!(
-                        "Failed to bind socket to {}: {}",
-                        path.display(),
-                        storage_block::strerror(&e)
-                    ))
-                })?;
-                tokio::spawn(accept_unix(self.clone(), l, opts.clone(), stop_rx));
-                Some(path.clone())
+                let l = sockets::unix_listener(path).map_err(ExportError::new)?;
+                socket_path = Some(path.clone());
+                vec![Listener::Unix(l)]
             }
             NbdListen::Tcp {
                 host,
                 port,
                 ipv4,
                 ipv6,
-            } => {
-                for l in
-                    sockets::tcp_listeners(host, port, *ipv4, *ipv6).map_err(ExportError::new)?
-                {
-                    tokio::spawn(accept_tcp(self.clone(), l, opts.clone(), stop_rx.clone()));
-                }
-                None
-            }
-            NbdListen::Fd(fd) => {
-                self.listen_fd(*fd, &opts, stop_rx)?;
-                None
-            }
+            } => sockets::tcp_listeners(host, port, *ipv4, *ipv6)
+                .map_err(ExportError::new)?
+                .into_iter()
+                .map(Listener::Tcp)
+                .collect(),
+            // Like QEMU, the server takes the descriptor over (it is
+            // closed when the server stops).
+            NbdListen::Fd(fd) => match sockets::inherit_listener(*fd).map_err(ExportError::new)? {
+                sockets::Inherited::Unix(l) => vec![Listener::Unix(l)],
+                sockets::Inherited::Tcp(l) => vec![Listener::Tcp(l)],
+            },
         };
+        let (stop, stop_rx) = watch::channel(false);
+        let acc = Accepting::new(self.clone(), &opts);
+        tokio::spawn(accept_loop(acc, listeners, stop_rx, self.held.subscribe()));
         *running = Some(Running {
             stop,
             opts,
             exports: Vec::new(),
             socket_path,
         });
-        Ok(())
-    }
-
-    /// Serves on an inherited listening socket. Like QEMU, the server
-    /// takes the descriptor over (it is closed when the server stops).
-    fn listen_fd(
-        self: &Arc<Self>,
-        fd: i32,
-        opts: &NbdServerOptions,
-        stop_rx: watch::Receiver<bool>,
-    ) -> Result<(), ExportError> {
-        match sockets::inherit_listener(fd).map_err(ExportError::new)? {
-            sockets::Inherited::Unix(l) => {
-                tokio::spawn(accept_unix(self.clone(), l, opts.clone(), stop_rx));
-            }
-            sockets::Inherited::Tcp(l) => {
-                tokio::spawn(accept_tcp(self.clone(), l, opts.clone(), stop_rx));
-            }
-        }
         Ok(())
     }
 
@@ -302,10 +176,6 @@ impl NbdServer {
             }
         }
     }
-
-    pub fn max_connections(&self) -> Option<u32> {
-        self.lock().as_ref().map(|r| r.opts.max_connections)
-    }
 }
 
 fn check_export(running: Option<&Running>, opts: &NbdExportOptions) -> Result<(), ExportError> {
@@ -347,8 +217,9 @@ impl ExportLookup for NbdServer {
     }
 }
 
-/// What every accept loop shares: the connection limit and the handshake
-/// deadline of the server it belongs to.
+/// What the accept loop hands connections: the connection limit (one
+/// for the whole server, whatever the number of addresses it listens
+/// on, as in QEMU) and the handshake deadline.
 struct Accepting {
     server: Arc<NbdServer>,
     /// `None` when max-connections is 0 (unlimited).
@@ -397,46 +268,68 @@ impl Accepting {
     }
 }
 
-macro_rules! accept_loop {
-    ($name:ident, $listener:ty, $prepare:expr) => {
-        async fn $name(
-            server: Arc<NbdServer>,
-            l: $listener,
-            opts: NbdServerOptions,
-            mut stop: watch::Receiver<bool>,
-        ) {
-            let acc = Accepting::new(server, &opts);
-            loop {
-                let slot = tokio::select! {
-                    _ = stop.changed() => break,
-                    s = acc.slot() => s,
-                };
-                tokio::select! {
-                    _ = stop.changed() => break,
-                    c = l.accept() => match c {
-                        Ok((stream, _)) => {
-                            $prepare(&stream);
-                            acc.spawn(stream, slot, &stop)
-                        }
-                        // EMFILE and friends: back off instead of spinning.
-                        Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-                    },
-                }
-            }
-        }
-    };
+/// One of the server's listening sockets.
+enum Listener {
+    Unix(tokio::net::UnixListener),
+    Tcp(tokio::net::TcpListener),
 }
 
-accept_loop!(
-    accept_unix,
-    tokio::net::UnixListener,
-    |_: &tokio::net::UnixStream| {}
-);
-// Replies go out whole; Nagle would only delay them.
-accept_loop!(
-    accept_tcp,
-    tokio::net::TcpListener,
-    |s: &tokio::net::TcpStream| {
-        let _ = s.set_nodelay(true);
+enum Conn {
+    Unix(tokio::net::UnixStream),
+    Tcp(tokio::net::TcpStream),
+}
+
+/// The next connection on any of `ls`; the first listener asked turns
+/// with `turn`, so a busy address cannot starve the others.
+fn poll_accept(
+    ls: &[Listener],
+    turn: usize,
+    cx: &mut std::task::Context<'_>,
+) -> std::task::Poll<std::io::Result<Conn>> {
+    use std::task::Poll;
+    for i in 0..ls.len() {
+        let polled = match &ls[(turn + i) % ls.len()] {
+            Listener::Unix(l) => l.poll_accept(cx).map_ok(|(s, _)| Conn::Unix(s)),
+            Listener::Tcp(l) => l.poll_accept(cx).map_ok(|(s, _)| Conn::Tcp(s)),
+        };
+        if polled.is_ready() {
+            return polled;
+        }
     }
-);
+    Poll::Pending
+}
+
+/// Accepts on every listener of the server, one connection slot per
+/// client, until the server stops.
+async fn accept_loop(
+    acc: Accepting,
+    listeners: Vec<Listener>,
+    mut stop: watch::Receiver<bool>,
+    mut held: watch::Receiver<bool>,
+) {
+    tokio::select! {
+        _ = stop.wait_for(|s| *s) => return,
+        _ = held.wait_for(|h| !*h) => {}
+    }
+    let mut turn = 0usize;
+    loop {
+        let slot = tokio::select! {
+            _ = stop.changed() => break,
+            s = acc.slot() => s,
+        };
+        turn = turn.wrapping_add(1);
+        tokio::select! {
+            _ = stop.changed() => break,
+            c = std::future::poll_fn(|cx| poll_accept(&listeners, turn, cx)) => match c {
+                Ok(Conn::Unix(stream)) => acc.spawn(stream, slot, &stop),
+                Ok(Conn::Tcp(stream)) => {
+                    // Replies go out whole; Nagle would only delay them.
+                    let _ = stream.set_nodelay(true);
+                    acc.spawn(stream, slot, &stop)
+                }
+                // EMFILE and friends: back off instead of spinning.
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            },
+        }
+    }
+}

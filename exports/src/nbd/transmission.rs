@@ -15,8 +15,8 @@ use tokio::io::{
 use tokio::task::JoinSet;
 
 use super::codec::*;
-use super::server::NbdExport;
-use super::session::{
+use super::export::NbdExport;
+use super::state::{
     Contexts, MAX_REQUESTS, META_ALLOCATION_DEPTH, META_BASE_ALLOCATION, Negotiated, SessionError,
     drop_bytes, protocol,
 };
