@@ -372,7 +372,10 @@ async fn export_name_and_abort() {
     assert_eq!(a.clients(), 1);
     c.request(false, CMD_DISC, 0, 1, 0, 0).await;
     assert!(c.eof().await);
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // The session ends after the peer saw EOF: wait for it to uncount.
+    tokio::time::timeout(Duration::from_secs(5), a.clone().drained())
+        .await
+        .expect("client uncounted");
     assert_eq!(a.clients(), 0);
 
     // An unknown name ends the connection: there is no way to say no.
@@ -669,7 +672,10 @@ async fn bad_input_ends_the_connection_cleanly() {
     c.s.read_exact(&mut g).await.expect("greeting");
     c.s.write_u32(0x80).await.expect("flags");
     assert!(c.eof().await);
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // The session ends after the peer saw EOF: wait for it to uncount.
+    tokio::time::timeout(Duration::from_secs(5), a.clone().drained())
+        .await
+        .expect("client uncounted");
     assert_eq!(a.clients(), 0);
 }
 
