@@ -17,10 +17,18 @@ pub enum Frame {
 }
 
 /// Incremental splitter state.
+///
+/// Work is linear in the bytes received: consumed input only moves an
+/// offset (`base`), and the buffer is compacted once per [`push`], never
+/// per byte or per frame.
+///
+/// [`push`]: Splitter::push
 #[derive(Debug, Default)]
 pub struct Splitter {
     buf: Vec<u8>,
-    /// Bytes of `buf` already scanned.
+    /// Bytes of `buf` already returned as frames or skipped.
+    base: usize,
+    /// Bytes of `buf` already scanned (`base <= scanned`).
     scanned: usize,
     /// Start of the value being scanned, if one has begun.
     start: Option<usize>,
@@ -29,11 +37,15 @@ pub struct Splitter {
     escape: bool,
     /// A bare word or number at depth 0: ends at a delimiter.
     in_atom: bool,
+    /// Bytes of the value being scanned that were already dropped.
+    dropped: usize,
     /// The value being scanned passed [`MAX_MESSAGE`]: its bytes are
     /// dropped as they come and it ends in an error, so the stream stays
     /// in step with the client (as QEMU's streamer, which reports the
     /// limit once the value is complete).
     oversize: bool,
+    /// Bytes moved by compaction, so tests can check the work is linear.
+    moved: usize,
 }
 
 fn is_delimiter(b: u8) -> bool {
@@ -48,14 +60,43 @@ impl Splitter {
         Self::default()
     }
 
-    /// Adds received bytes.
+    /// Adds received bytes, first dropping what earlier frames consumed
+    /// (and the scanned part of an oversized value, whose text is never
+    /// needed).
     pub fn push(&mut self, data: &[u8]) {
+        let keep_from = match (self.start, self.oversize) {
+            (_, true) => self.scanned,
+            (Some(s), false) => s,
+            (None, _) => self.base,
+        };
+        self.compact(keep_from);
         self.buf.extend_from_slice(data);
+    }
+
+    /// Drops `buf[..at]`, shifting the offsets.
+    fn compact(&mut self, at: usize) {
+        if at == 0 {
+            return;
+        }
+        self.moved += self.buf.len() - at;
+        self.buf.drain(..at);
+        self.base = self.base.saturating_sub(at);
+        self.scanned -= at;
+        if let Some(s) = self.start.as_mut() {
+            let gone = at.saturating_sub(*s);
+            *s = s.saturating_sub(at);
+            self.dropped += gone;
+        }
     }
 
     /// Bytes held but not yet returned as frames.
     pub fn pending(&self) -> usize {
-        self.buf.len()
+        self.buf.len() - self.base
+    }
+
+    /// Bytes moved inside the buffer so far (a work measure for tests).
+    pub fn bytes_moved(&self) -> usize {
+        self.moved
     }
 
     fn reset_value(&mut self) {
@@ -65,12 +106,13 @@ impl Splitter {
         self.escape = false;
         self.in_atom = false;
         self.oversize = false;
+        self.dropped = 0;
     }
 
     /// Ends the value at `end` (exclusive): its text, or the error that
     /// it was too long or not UTF-8.
     fn take(&mut self, end: usize) -> Frame {
-        let start = self.start.unwrap_or(0);
+        let start = self.start.unwrap_or(self.base);
         let frame = if self.oversize {
             Frame::Error("JSON token size limit exceeded".into())
         } else {
@@ -81,41 +123,33 @@ impl Splitter {
                 Err(_) => Frame::Error("JSON parse error, invalid UTF-8 sequence in string".into()),
             }
         };
-        self.buf.drain(..end);
-        self.scanned = 0;
-        self.reset_value();
+        self.consume(end);
         frame
+    }
+
+    /// Everything before `end` is done with; the next value starts after.
+    fn consume(&mut self, end: usize) {
+        self.base = end;
+        self.scanned = end;
+        self.reset_value();
     }
 
     /// QEMU's streamer hands a lone `}`, `]`, `:` or `,` to its parser,
     /// which expects a value there.
     fn stray(&mut self, i: usize) -> Frame {
-        self.buf.drain(..=i);
-        self.scanned = 0;
-        self.reset_value();
+        self.consume(i + 1);
         Frame::Error("JSON parse error, expecting value".into())
     }
 
     /// The next complete frame, if the buffered input holds one.
     pub fn next_frame(&mut self) -> Option<Frame> {
-        let frame = self.scan();
-        if frame.is_none() && self.oversize {
-            // Keep only the scanner state of an oversized value.
-            self.buf.clear();
-            self.scanned = 0;
-            self.start = Some(0);
-        }
-        frame
-    }
-
-    fn scan(&mut self) -> Option<Frame> {
         while self.scanned < self.buf.len() {
             let i = self.scanned;
             let b = self.buf[i];
             self.scanned += 1;
             if let Some(s) = self.start
                 && !self.oversize
-                && self.scanned - s > MAX_MESSAGE
+                && self.dropped + self.scanned - s > MAX_MESSAGE
             {
                 self.oversize = true;
             }
@@ -142,17 +176,14 @@ impl Splitter {
             match b {
                 b' ' | b'\t' | b'\r' | b'\n' => {
                     if self.start.is_none() {
-                        self.buf.drain(..=i);
-                        self.scanned = 0;
+                        self.base = i + 1;
                     }
                 }
                 b'{' | b'[' => {
                     self.start.get_or_insert(i);
                     self.depth += 1;
                     if self.depth > MAX_NESTING {
-                        self.buf.drain(..=i);
-                        self.scanned = 0;
-                        self.reset_value();
+                        self.consume(i + 1);
                         return Some(Frame::Error("JSON nesting depth limit exceeded".into()));
                     }
                 }
@@ -270,5 +301,57 @@ mod tests {
             s.next_frame(),
             Some(Frame::Value("{\"execute\": \"quit\"}".into()))
         );
+    }
+
+    #[test]
+    fn work_is_linear_in_the_input() {
+        // 4 MiB of whitespace in 4 KiB reads, then a command, then the
+        // same after a frame: each byte moves at most once.
+        let mut s = Splitter::new();
+        let ws = vec![b' '; 4096];
+        let mut total = 0;
+        for round in 0..2 {
+            for _ in 0..1024 {
+                s.push(&ws);
+                total += ws.len();
+                assert_eq!(s.next_frame(), None);
+            }
+            s.push(b"{\"execute\": \"x\"}");
+            total += 17;
+            assert_eq!(
+                s.next_frame(),
+                Some(Frame::Value("{\"execute\": \"x\"}".into())),
+                "round {round}"
+            );
+        }
+        assert!(
+            s.bytes_moved() <= total,
+            "{} bytes moved for {total} received",
+            s.bytes_moved()
+        );
+        // Many small frames in one read: the buffer is not shifted per frame.
+        let mut s = Splitter::new();
+        let many = "{} ".repeat(100_000);
+        s.push(many.as_bytes());
+        let n = std::iter::from_fn(|| s.next_frame()).count();
+        assert_eq!(n, 100_000);
+        assert_eq!(s.bytes_moved(), 0);
+        s.push(b"[1]");
+        assert_eq!(s.next_frame(), Some(Frame::Value("[1]".into())));
+        assert_eq!(s.pending(), 0);
+    }
+
+    #[test]
+    fn a_value_split_across_reads_keeps_its_start() {
+        let mut s = Splitter::new();
+        s.push(b"   {} {\"a\"");
+        assert_eq!(s.next_frame(), Some(Frame::Value("{}".into())));
+        assert_eq!(s.next_frame(), None);
+        s.push(b": [1, 2]");
+        assert_eq!(s.next_frame(), None);
+        s.push(b"}  7 ");
+        assert_eq!(s.next_frame(), Some(Frame::Value("{\"a\": [1, 2]}".into())));
+        assert_eq!(s.next_frame(), Some(Frame::Value("7".into())));
+        assert_eq!(s.next_frame(), None);
     }
 }
