@@ -4,6 +4,8 @@
 //! common to all of them (ids, node users, safe/hard removal, the
 //! `BLOCK_EXPORT_DELETED` moment) as QEMU's generic export layer does.
 
+pub mod buffers;
+pub mod errno;
 pub mod registry;
 pub mod sockets;
 

@@ -77,8 +77,6 @@ pub enum DecodeError {
         need: usize,
         got: usize,
     },
-    /// The header's length disagrees with what was read.
-    BadLength { header: u32, read: usize },
 }
 
 impl fmt::Display for DecodeError {
@@ -86,9 +84,6 @@ impl fmt::Display for DecodeError {
         match self {
             DecodeError::Short { opcode, need, got } => {
                 write!(f, "opcode {opcode}: {got} argument bytes, need {need}")
-            }
-            DecodeError::BadLength { header, read } => {
-                write!(f, "header says {header} bytes, read {read}")
             }
         }
     }

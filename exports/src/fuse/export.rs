@@ -31,6 +31,7 @@ use tokio::sync::{Notify, watch};
 use super::codec::{self, IN_HEADER_LEN, InHeader, Request, WRITE_IN_LEN, op};
 use super::mount::{self, Mount};
 use super::session::{MAX_WRITE, Reply, Session, SessionOptions};
+use crate::buffers::BufferPool;
 use crate::registry::{BoxFuture, Export, ExportError};
 
 /// `allow-other`.
@@ -58,8 +59,10 @@ const HEAD: usize = IN_HEADER_LEN + WRITE_IN_LEN;
 const BUF_LEN: usize = MAX_WRITE as usize + 4096;
 /// WRITE payloads up to this size are copied out of the receive buffer.
 const COPY_MAX: usize = 128 << 10;
-/// Idle buffers a queue keeps.
+/// Idle buffers a queue keeps (of each kind).
 const POOL_MAX: usize = 128;
+/// Receive buffers a READ grew beyond this go back to the allocator.
+const BIG_KEEP: usize = 4 << 20;
 /// Queues per export: one per core, within reason.
 const MAX_QUEUES: usize = 8;
 /// Requests a queue reads in one go before it lets other tasks run.
@@ -148,8 +151,8 @@ impl Drop for Active {
 /// connection gone (ENOTCONN) once the mount is, as with qsd.
 struct Queue {
     fd: RwLock<Option<AsyncFd<OwnedFd>>>,
-    big: Mutex<Vec<IoBuf>>,
-    small: Mutex<Vec<IoBuf>>,
+    big: BufferPool,
+    small: BufferPool,
     shared: Arc<Shared>,
 }
 
@@ -169,24 +172,29 @@ enum Turn {
 }
 
 impl Queue {
+    fn new(fd: AsyncFd<OwnedFd>, shared: &Arc<Shared>) -> Queue {
+        Queue {
+            fd: RwLock::new(Some(fd)),
+            big: BufferPool::new(POOL_MAX, BIG_KEEP),
+            // Only buffers smaller than BUF_LEN go there.
+            small: BufferPool::new(POOL_MAX, BUF_LEN),
+            shared: shared.clone(),
+        }
+    }
+
     fn take_big(&self) -> IoBuf {
-        let b = lock(&self.big).pop();
-        b.unwrap_or_else(|| IoBuf::with_len(BUF_LEN))
+        self.big.take(BUF_LEN)
     }
 
     fn take_small(&self) -> IoBuf {
-        lock(&self.small).pop().unwrap_or_default()
+        self.small.take(0)
     }
 
-    fn put_buf(&self, mut b: IoBuf) {
-        let mut pool = if b.capacity() >= BUF_LEN {
-            b.set_len(BUF_LEN);
-            lock(&self.big)
+    fn put_buf(&self, b: IoBuf) {
+        if b.capacity() >= BUF_LEN {
+            self.big.put(b);
         } else {
-            lock(&self.small)
-        };
-        if pool.len() < POOL_MAX {
-            pool.push(b);
+            self.small.put(b);
         }
     }
 
@@ -426,7 +434,15 @@ fn dispatch(q: &Arc<Queue>, raw: RawFd, head: [u8; HEAD], buf: IoBuf, n: usize) 
     let q = q.clone();
     tokio::spawn(async move {
         let _active = active;
-        let reply = q.shared.session.handle(req, &mut req_buf, payload).await;
+        // Stopping the export abandons the request (its connection is
+        // closed, nobody waits for the answer): a slow node must not keep
+        // a deleted export, or daemon shutdown, waiting.
+        let mut stop = q.shared.stop.subscribe();
+        let reply = tokio::select! {
+            biased;
+            _ = stop.wait_for(|s| *s) => return,
+            r = q.shared.session.handle(req, &mut req_buf, payload) => r,
+        };
         q.send(h.unique, &reply, &req_buf);
         q.put_buf(req_buf);
     });
@@ -530,44 +546,60 @@ impl FuseExport {
                     ))
                 },
             )?;
-            let q = Arc::new(Queue {
-                fd: RwLock::new(Some(fd)),
-                big: Mutex::new(Vec::new()),
-                small: Mutex::new(Vec::new()),
-                shared: shared.clone(),
-            });
+            let q = Arc::new(Queue::new(fd, &shared));
             lock(&export.queues).push(q.clone());
             tokio::spawn(serve_queue(q, Active::new(&shared)));
         }
         Ok(export)
     }
 
-    /// Stops the queues, closes the connection, then unmounts: the
-    /// order of libfuse's unmount. Closing first means a file still open
-    /// finds the connection gone (ENOTCONN) by the time the mount is; the
-    /// other way round, a request it sends meanwhile would wait for a
-    /// reader that is gone, then fail with ECONNABORTED at the close.
+    /// Stops the queues and the requests in flight, closes the
+    /// connection, then unmounts: the order of libfuse's unmount. Closing
+    /// first means a file still open finds the connection gone (ENOTCONN)
+    /// by the time the mount is; the other way round, a request it sends
+    /// meanwhile would wait for a reader that is gone, then fail with
+    /// ECONNABORTED at the close.
+    ///
+    /// The unmount (umount2, or waiting for `fusermount3 -u`) runs on the
+    /// blocking pool, counted as active, so a slow one stalls neither the
+    /// monitor that asked nor anything else; the export is gone (and the
+    /// mountpoint free) once it is done.
     fn stop(&self) {
         self.shared.stop.send_replace(true);
         for q in std::mem::take(&mut *lock(&self.queues)) {
             q.close();
         }
-        if let Some(mut m) = self.mount.lock().unwrap_or_else(|e| e.into_inner()).take() {
-            m.unmount();
-        }
-        self.reservation
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
+        let mount = lock(&self.mount).take();
+        let reservation = lock(&self.reservation).take();
+        let (Some(mut mount), Ok(rt)) = (mount, tokio::runtime::Handle::try_current()) else {
+            // Nothing mounted, or no runtime to wait on: Mount's drop
+            // unmounts here.
+            return;
+        };
+        let active = Active::new(&self.shared);
+        // If the pool refuses the job (runtime shutting down), dropping
+        // the closure unmounts through Mount's drop.
+        rt.spawn_blocking(move || {
+            mount.unmount();
+            drop(reservation);
+            drop(active);
+        });
+    }
+
+    /// Whether `stop` ran and something of the export still runs.
+    fn stopping(&self) -> bool {
+        *self.shared.stop.borrow() && self.shared.active.load(Ordering::SeqCst) > 0
     }
 }
 
 impl Export for FuseExport {
     /// A FUSE export has no connections to wait for: as in qsd, deleting
     /// it (even in safe mode) unmounts it while files are open, and their
-    /// users get ENOTCONN once the queues are gone.
+    /// users get ENOTCONN once the queues are gone. Once stopped, what is
+    /// left to end (queues, abandoned requests, the unmount) counts, so
+    /// the export is gone only when nothing of it runs.
     fn clients(&self) -> usize {
-        0
+        usize::from(self.stopping())
     }
 
     fn shutdown(&self, _hard: bool) {
@@ -636,12 +668,7 @@ mod tests {
         // SAFETY: the OwnedFd stays open and unchanged inside the AsyncFd.
         let fd = unsafe { AsyncFd::register_with_interest(rd, Interest::READABLE) }
             .expect("register the pipe");
-        Arc::new(Queue {
-            fd: RwLock::new(Some(fd)),
-            big: Mutex::new(Vec::new()),
-            small: Mutex::new(Vec::new()),
-            shared: shared.clone(),
-        })
+        Arc::new(Queue::new(fd, shared))
     }
 
     #[test]

@@ -4,8 +4,9 @@
 //! here: requests come in decoded, replies go out as values.
 
 use std::io;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use storage_block::{BlockDevice, IoBuf};
 
@@ -23,6 +24,12 @@ const MAX_BACKGROUND: u16 = 64;
 const CONGESTION_THRESHOLD: u16 = 48;
 /// Seconds the kernel may cache attributes.
 const ATTR_VALID_SECS: u64 = 1;
+/// How long a measured allocation (st_blocks) is reused while nothing of
+/// ours changed the node: as long as the kernel keeps the attributes.
+const ALLOC_VALID: Duration = Duration::from_secs(ATTR_VALID_SECS);
+/// Largest size or end of a request the block layer can represent
+/// (QEMU's sizes are `int64_t`); beyond it qsd answers EINVAL.
+const MAX_END: u64 = i64::MAX as u64;
 
 const FALLOC_FL_KEEP_SIZE: u32 = 0x01;
 const FALLOC_FL_PUNCH_HOLE: u32 = 0x02;
@@ -79,18 +86,16 @@ pub struct Session {
     /// Serializes size changes, so two writes growing the node at once
     /// cannot shrink it back; the data path does not take it.
     resize: tokio::sync::Mutex<()>,
+    /// st_blksize: the node's alignment, fixed when it was opened.
+    blksize: u32,
+    /// The last measured allocation (an fstat plus the node's whole
+    /// description, too slow for every GETATTR on a worker thread).
+    alloc: Mutex<Option<(Option<u64>, Instant)>>,
+    /// Set by every request of ours that may change the allocation.
+    alloc_stale: AtomicBool,
 }
 
-/// The errno a block-layer error stands for.
-fn errno_of(e: &io::Error) -> i32 {
-    e.raw_os_error().unwrap_or(match e.kind() {
-        io::ErrorKind::PermissionDenied => libc::EPERM,
-        io::ErrorKind::InvalidInput => libc::EINVAL,
-        io::ErrorKind::Unsupported => libc::ENOTSUP,
-        io::ErrorKind::OutOfMemory => libc::ENOMEM,
-        _ => libc::EIO,
-    })
-}
+use crate::errno::of as errno_of;
 
 fn result(r: io::Result<()>) -> Reply {
     match r {
@@ -110,6 +115,8 @@ impl Session {
         }
         // SAFETY: getuid/getgid cannot fail.
         let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+        // Export setup may block (it mounts); requests may not.
+        let info = dev.info();
         Session {
             dev,
             opts,
@@ -118,11 +125,10 @@ impl Session {
             gid: AtomicU32::new(gid),
             time,
             resize: tokio::sync::Mutex::new(()),
+            blksize: info.request_alignment.max(1),
+            alloc: Mutex::new(Some((info.actual_size, Instant::now()))),
+            alloc_stale: AtomicBool::new(false),
         }
-    }
-
-    pub fn device(&self) -> &Arc<dyn BlockDevice> {
-        &self.dev
     }
 
     /// Handles one request. `buf` is the request's buffer: it holds a
@@ -130,7 +136,7 @@ impl Session {
     pub async fn handle(&self, req: Request, buf: &mut IoBuf, payload: usize) -> Reply {
         match req {
             Request::Init(i) => Reply::small(&self.init(i).encode()),
-            Request::Getattr => self.getattr(),
+            Request::Getattr => self.getattr().await,
             Request::Setattr(s) => self.setattr(s).await,
             // O_TRUNC (atomic with FUSE_ATOMIC_O_TRUNC) is ignored, as qsd
             // ignores it: opening the image never truncates it.
@@ -175,10 +181,11 @@ impl Session {
 
     /// The file's attributes: st_blocks from what the node allocates (its
     /// whole length when it cannot tell), st_blksize its alignment.
-    pub fn attr(&self) -> Attr {
+    pub async fn attr(&self) -> Attr {
+        let allocated = self.allocated().await;
+        // Read after the allocation: a resize in between shows its size.
         let size = self.dev.size();
-        let info = self.dev.info();
-        let allocated = match info.actual_size {
+        let allocated = match allocated {
             Some(a) if a > 0 => a,
             _ => size,
         };
@@ -191,12 +198,42 @@ impl Session {
             nlink: 1,
             uid: self.uid.load(Ordering::Relaxed),
             gid: self.gid.load(Ordering::Relaxed),
-            blksize: info.request_alignment.max(1),
+            blksize: self.blksize,
         }
     }
 
-    fn getattr(&self) -> Reply {
-        Reply::small(&codec::attr_out(&self.attr(), ATTR_VALID_SECS))
+    /// Notes that a request may have changed what the node allocates.
+    fn changed(&self) {
+        self.alloc_stale.store(true, Ordering::Release);
+    }
+
+    /// What the node allocates: the cached measure while it is fresh and
+    /// none of our requests changed the node, else a new one taken on the
+    /// blocking pool (fstat, and the description built around it).
+    async fn allocated(&self) -> Option<u64> {
+        let cached = *self.alloc.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((a, at)) = cached
+            && !self.alloc_stale.load(Ordering::Acquire)
+            && at.elapsed() < ALLOC_VALID
+        {
+            return a;
+        }
+        // Cleared before measuring: a change meanwhile measures again.
+        self.alloc_stale.store(false, Ordering::Release);
+        let dev = self.dev.clone();
+        let measured = match tokio::runtime::Handle::try_current() {
+            Ok(rt) => rt
+                .spawn_blocking(move || dev.info().actual_size)
+                .await
+                .unwrap_or(None),
+            Err(_) => dev.info().actual_size,
+        };
+        *self.alloc.lock().unwrap_or_else(|e| e.into_inner()) = Some((measured, Instant::now()));
+        measured
+    }
+
+    async fn getattr(&self) -> Reply {
+        Reply::small(&codec::attr_out(&self.attr().await, ATTR_VALID_SECS))
     }
 
     async fn setattr(&self, s: codec::SetattrIn) -> Reply {
@@ -217,8 +254,13 @@ impl Session {
         if valid & fattr::MODE != 0 && s.mode & libc::S_IFMT != libc::S_IFREG {
             return Reply::Err(libc::EINVAL);
         }
+        if valid & fattr::SIZE != 0 && s.size > MAX_END {
+            // A size the block layer cannot hold (negative to qsd).
+            return Reply::Err(libc::EINVAL);
+        }
         if valid & fattr::SIZE != 0 {
             let _g = self.resize.lock().await;
+            self.changed();
             if let Err(e) = self.dev.resize(s.size).await {
                 return Reply::Err(errno_of(&e));
             }
@@ -233,15 +275,19 @@ impl Session {
         if valid & fattr::GID != 0 {
             self.gid.store(s.gid, Ordering::Relaxed);
         }
-        self.getattr()
+        self.getattr().await
     }
 
     /// Grows the node to at least `end` bytes.
     async fn grow(&self, end: u64) -> Result<(), i32> {
+        if end > MAX_END {
+            return Err(libc::EINVAL);
+        }
         let _g = self.resize.lock().await;
         if self.dev.size() >= end {
             return Ok(());
         }
+        self.changed();
         self.dev.resize(end).await.map_err(|e| errno_of(&e))
     }
 
@@ -253,8 +299,10 @@ impl Session {
         if offset >= end {
             return Reply::Buf(0);
         }
-        // Short at the end of the image.
-        let len = (u64::from(size)).min(end - offset) as usize;
+        // Short at the end of the image; at most MAX_READ, so it fits.
+        let Ok(len) = usize::try_from(u64::from(size).min(end - offset)) else {
+            return Reply::Err(libc::EINVAL);
+        };
         let mut b = std::mem::take(buf);
         b.set_len(len);
         let (r, b) = self.dev.read(offset, b).await;
@@ -273,7 +321,7 @@ impl Session {
         if size > payload || size > buf.len() {
             return Reply::Err(libc::EINVAL);
         }
-        let Some(end) = offset.checked_add(size as u64) else {
+        let Some(end) = offset.checked_add(size as u64).filter(|&e| e <= MAX_END) else {
             return Reply::Err(libc::EINVAL);
         };
         let mut len = size;
@@ -286,10 +334,11 @@ impl Session {
             } else if offset >= cur {
                 return Reply::Err(libc::EIO);
             } else {
-                // A short write up to the end.
-                len = (cur - offset) as usize;
+                // A short write up to the end (less than `size`).
+                len = usize::try_from(cur - offset).unwrap_or(size).min(size);
             }
         }
+        self.changed();
         let mut b = std::mem::take(buf);
         b.set_len(len);
         let (r, b) = self.dev.write(offset, b, false).await;
@@ -314,9 +363,10 @@ impl Session {
         if !self.opts.writable {
             return Reply::Err(libc::EACCES);
         }
-        let Some(end) = offset.checked_add(len) else {
+        let Some(end) = offset.checked_add(len).filter(|&e| e <= MAX_END) else {
             return Reply::Err(libc::EINVAL);
         };
+        self.changed();
         let keep = mode & FALLOC_FL_KEEP_SIZE != 0;
         if mode & FALLOC_FL_PUNCH_HOLE != 0 {
             if !keep {
@@ -389,10 +439,12 @@ impl Session {
             if st.data == want_data {
                 return Reply::small(&codec::lseek_out(off));
             }
-            if st.len == 0 {
-                return Reply::Err(libc::ENXIO);
+            // A driver's extent never ends past the node; if one did, stop
+            // rather than wrap.
+            match off.checked_add(st.len) {
+                Some(next) if st.len > 0 => off = next,
+                _ => return Reply::Err(libc::ENXIO),
             }
-            off += st.len;
         }
     }
 }
@@ -531,6 +583,90 @@ mod tests {
         assert_eq!(err(write(&ro, 0, b"x").await), libc::EACCES);
     }
 
+    /// Offsets and sizes near u64::MAX and i64::MAX, as a hostile or
+    /// buggy kernel could send them: errors (EINVAL, what qsd's int64_t
+    /// sizes give), never a panic or a wrapped range.
+    #[tokio::test]
+    async fn offsets_and_sizes_at_the_integer_limits() {
+        let (_d, dev) = file_node(8192);
+        let s = session(dev.clone(), true, true);
+        let mut b = IoBuf::new();
+        // The end wraps around u64.
+        assert_eq!(err(write(&s, u64::MAX - 1, b"abcd").await), libc::EINVAL);
+        // The end fits in u64 but not in the block layer's int64_t.
+        assert_eq!(err(write(&s, i64::MAX as u64, b"ab").await), libc::EINVAL);
+        assert_eq!(err(write(&s, u64::MAX, b"").await), libc::EINVAL);
+        let set_size = |size| {
+            Request::Setattr(codec::SetattrIn {
+                valid: fattr::SIZE,
+                fh: 0,
+                size,
+                mode: 0,
+                uid: 0,
+                gid: 0,
+            })
+        };
+        for size in [u64::MAX, i64::MAX as u64 + 1] {
+            assert_eq!(err(s.handle(set_size(size), &mut b, 0).await), libc::EINVAL);
+        }
+        let fa = |offset, length, mode| {
+            Request::Fallocate(codec::FallocateIn {
+                fh: 0,
+                offset,
+                length,
+                mode,
+            })
+        };
+        for (off, len, mode) in [
+            (u64::MAX, 2, 0),
+            (i64::MAX as u64, 1, 0),
+            (1, i64::MAX as u64, 0x10),
+            (u64::MAX - 1, 4, 3),
+        ] {
+            assert_eq!(
+                err(s.handle(fa(off, len, mode), &mut b, 0).await),
+                libc::EINVAL,
+                "fallocate {off} {len} {mode:#x}"
+            );
+        }
+        // Reads and seeks past the end: empty, ENXIO.
+        assert!(read(&s, u64::MAX, MAX_READ).await.is_empty());
+        let seek = |offset| {
+            Request::Lseek(codec::LseekIn {
+                fh: 0,
+                offset,
+                whence: libc::SEEK_DATA as u32,
+            })
+        };
+        assert_eq!(err(s.handle(seek(u64::MAX), &mut b, 0).await), libc::ENXIO);
+        let mut big = IoBuf::new();
+        let too_big = Request::Read(codec::ReadIn {
+            fh: 0,
+            offset: 0,
+            size: u32::MAX,
+        });
+        assert_eq!(err(s.handle(too_big, &mut big, 0).await), libc::EINVAL);
+        // Nothing of that changed the node.
+        assert_eq!(dev.size(), 8192);
+    }
+
+    /// GETATTR's st_blocks comes from a cached measure: one of our own
+    /// writes must show at once, not after the cache expires.
+    #[tokio::test]
+    async fn cached_allocation_follows_our_writes() {
+        let (_d, dev) = file_node(1 << 20);
+        let s = session(dev.clone(), true, false);
+        // Sparse: nothing allocated, so st_blocks falls back to the size.
+        let before = s.attr().await.blocks;
+        assert_eq!(before, 2048);
+        written(write(&s, 0, &[1; 65536]).await);
+        let after = s.attr().await.blocks;
+        assert!((128..2048).contains(&after), "{before} -> {after}");
+        // Unchanged and fresh: served from the cache, same answer.
+        assert_eq!(s.attr().await.blocks, after);
+        assert_eq!(s.attr().await.blksize, dev.info().request_alignment.max(1));
+    }
+
     #[test]
     fn init_leaves_killing_suid_to_the_kernel() {
         let (_d, dev) = file_node(4096);
@@ -570,7 +706,7 @@ mod tests {
         assert_eq!(dev.size(), 1 << 20);
         let r = s.handle(set(fattr::MODE, 0, 0o100644), &mut b, 0).await;
         assert!(matches!(r, Reply::Small { len: 104, .. }));
-        assert_eq!(s.attr().mode, 0o100644);
+        assert_eq!(s.attr().await.mode, 0o100644);
         assert_eq!(
             err(s.handle(set(fattr::MODE, 0, 0o040755), &mut b, 0).await),
             libc::EINVAL
