@@ -43,6 +43,32 @@ fn id_wellformed(id: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || "-._".contains(c))
 }
 
+#[cfg(feature = "nbd")]
+fn start_nbd_server(
+    nbd: &Arc<NbdServer>,
+    addr: &q::SocketAddress,
+    max_connections: Option<u32>,
+    handshake: Option<u32>,
+    tls_creds: Option<&str>,
+) -> Result<(), QmpError> {
+    if nbd.is_running() {
+        return Err(generic("NBD server already running"));
+    }
+    let listen = convert::nbd_listen(addr).map_err(generic)?;
+    nbd.start(NbdServerOptions {
+        listen,
+        max_connections: max_connections.unwrap_or(100),
+        handshake_max_seconds: handshake.unwrap_or(10),
+    })
+    .map_err(generic)?;
+    if let Some(id) = tls_creds {
+        // There are no TLS credential objects.
+        let _ = nbd.stop();
+        return Err(generic(format!("No TLS credentials with id '{id}'")));
+    }
+    Ok(())
+}
+
 fn generic(e: impl ToString) -> QmpError {
     QmpError::generic(e.to_string())
 }
@@ -109,7 +135,8 @@ impl Daemon {
     }
 
     /// `nbd-server-start` and `--nbd-server`: as in QEMU, the socket is
-    /// bound before TLS options are looked at.
+    /// bound before TLS options are looked at. Blocks while a host name
+    /// resolves: monitors call [`Daemon::nbd_start_async`].
     #[cfg(feature = "nbd")]
     pub fn nbd_start(
         &self,
@@ -118,23 +145,32 @@ impl Daemon {
         handshake: Option<u32>,
         tls_creds: Option<&str>,
     ) -> Result<(), QmpError> {
-        if self.nbd.is_running() {
-            return Err(generic("NBD server already running"));
-        }
-        let listen = convert::nbd_listen(addr).map_err(generic)?;
-        self.nbd
-            .start(NbdServerOptions {
-                listen,
-                max_connections: max_connections.unwrap_or(100),
-                handshake_max_seconds: handshake.unwrap_or(10),
-            })
-            .map_err(generic)?;
-        if let Some(id) = tls_creds {
-            // There are no TLS credential objects.
-            let _ = self.nbd.stop();
-            return Err(generic(format!("No TLS credentials with id '{id}'")));
-        }
-        Ok(())
+        start_nbd_server(&self.nbd, addr, max_connections, handshake, tls_creds)
+    }
+
+    /// [`Daemon::nbd_start`] on the blocking pool: getaddrinfo() may wait
+    /// seconds for a DNS answer, and must not hold a worker thread that
+    /// other monitors and exports need meanwhile.
+    #[cfg(feature = "nbd")]
+    pub async fn nbd_start_async(
+        &self,
+        addr: q::SocketAddress,
+        max_connections: Option<u32>,
+        handshake: Option<u32>,
+        tls_creds: Option<String>,
+    ) -> Result<(), QmpError> {
+        let nbd = self.nbd.clone();
+        tokio::task::spawn_blocking(move || {
+            start_nbd_server(
+                &nbd,
+                &addr,
+                max_connections,
+                handshake,
+                tls_creds.as_deref(),
+            )
+        })
+        .await
+        .map_err(|e| generic(format!("NBD server start failed: {e}")))?
     }
 
     /// `block-export-add` and `--export`, with QEMU's checks in QEMU's
@@ -403,12 +439,8 @@ impl q::Commands for Daemon {
             // (the command line's `addr.type=fd` is another matter).
             return Err(generic("only QEMU supports file descriptor passing"));
         }
-        self.nbd_start(
-            &addr,
-            max_connections,
-            handshake_max_seconds,
-            tls_creds.as_deref(),
-        )
+        self.nbd_start_async(addr, max_connections, handshake_max_seconds, tls_creds)
+            .await
     }
 
     #[cfg(feature = "nbd")]
