@@ -7,11 +7,13 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
+use super::graph::Error;
 use super::node::{Driver, DriverInfo};
-use super::{BlockStatus, BufResult, IoBuf, NullOptions};
+use super::{BlockStatus, BufResult, IoBuf, MAX_LENGTH, NullOptions};
 
 pub(crate) struct NullDriver {
     name: &'static str,
+    /// In whole sectors, as QEMU counts it.
     size: u64,
     read_zeroes: bool,
     latency: Option<Duration>,
@@ -20,17 +22,23 @@ pub(crate) struct NullDriver {
 }
 
 impl NullDriver {
-    pub(crate) fn new(aio: bool, opts: NullOptions) -> Self {
-        NullDriver {
+    pub(crate) fn new(aio: bool, opts: NullOptions) -> Result<Self, Error> {
+        let size = opts
+            .size
+            .unwrap_or(1 << 30)
+            .checked_next_multiple_of(512)
+            .filter(|&s| s <= MAX_LENGTH)
+            .ok_or_else(|| Error::new("Could not refresh total sector count: File too large"))?;
+        Ok(NullDriver {
             name: if aio { "null-aio" } else { "null-co" },
-            size: opts.size.unwrap_or(1 << 30),
+            size,
             read_zeroes: opts.read_zeroes.unwrap_or(false),
             latency: opts
                 .latency_ns
                 .filter(|&ns| ns > 0)
                 .map(Duration::from_nanos),
             opts,
-        }
+        })
     }
 
     async fn delay(&self) {
@@ -42,8 +50,7 @@ impl NullDriver {
 
 impl Driver for NullDriver {
     fn size(&self) -> u64 {
-        // QEMU counts whole sectors.
-        self.size.div_ceil(512) * 512
+        self.size
     }
 
     async fn read(&self, _offset: u64, mut buf: IoBuf) -> BufResult {
