@@ -5,9 +5,14 @@
 
 mod common;
 
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixListener;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+
 use serde_json::json;
 
-use common::{Daemon, OURS, TempDir, run_to_exit, strings};
+use common::{Daemon, OURS, Qmp, TempDir, run_to_exit, strings};
 
 /// `BDRV_MAX_LENGTH`: i64::MAX rounded down to 1 GiB.
 const MAX_LENGTH: u64 = 9_223_372_035_781_033_984;
@@ -145,4 +150,164 @@ impl Drop for RemoveOnDrop {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.0);
     }
+}
+
+/// Starts our daemon with `fd` inherited (close-on-exec cleared in the
+/// child only).
+fn spawn_with_fd(fd: i32, args: &[String]) -> Daemon {
+    let mut cmd = Command::new(OURS);
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    // SAFETY: only fcntl(2), async-signal-safe, runs in the forked child.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::fcntl(fd, libc::F_SETFD, 0) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+    Daemon {
+        child: cmd.spawn().expect("spawn the daemon"),
+        qmp_path: None,
+    }
+}
+
+fn in_use(fd: i32) -> String {
+    format!("File descriptor '{fd}' is already in use: each inherited descriptor can be used once")
+}
+
+#[test]
+fn one_inherited_descriptor_cannot_have_two_owners_on_the_command_line() {
+    let dir = TempDir::new("fd-twice");
+    let listener = UnixListener::bind(dir.join("l.sock")).expect("bind");
+    let fd = listener.as_raw_fd();
+    let chardev = format!("socket,id=m,fd={fd},server=on,wait=off");
+    let nbd = format!("addr.type=fd,addr.str={fd}");
+    // Monitor first, then the NBD server; and the other way round; and
+    // two chardevs. Before: an abort on an I/O-safety violation (debug) or
+    // a double close (release).
+    let orders = [
+        (
+            strings(&[
+                "--chardev",
+                &chardev,
+                "--monitor",
+                "chardev=m",
+                "--nbd-server",
+                &nbd,
+            ]),
+            format!("--nbd-server {nbd}"),
+        ),
+        (
+            strings(&[
+                "--nbd-server",
+                &nbd,
+                "--chardev",
+                &chardev,
+                "--monitor",
+                "chardev=m",
+            ]),
+            format!("--chardev {chardev}"),
+        ),
+        (
+            strings(&[
+                "--chardev",
+                &chardev,
+                "--chardev",
+                &format!("socket,id=m2,fd={fd},server=on,wait=off"),
+            ]),
+            format!("--chardev socket,id=m2,fd={fd},server=on,wait=off"),
+        ),
+    ];
+    for (args, option) in orders {
+        let mut d = spawn_with_fd(fd, &args);
+        let (status, err) = d.wait();
+        assert_eq!(status.code(), Some(1), "{args:?}: {status} {err}");
+        assert_eq!(
+            err,
+            format!("storage-daemon: {option}: {}\n", in_use(fd)),
+            "{args:?}"
+        );
+    }
+}
+
+#[test]
+fn the_daemons_own_sockets_cannot_be_named_as_inherited() {
+    // Every number from 3 up is either not a socket or one of the daemon's
+    // own (its monitor's listener, tokio's signal pipe): none may be taken
+    // over, and the daemon must exit cleanly, not abort.
+    let dir = TempDir::new("fd-own");
+    let qmp = dir.join("qmp.sock");
+    let mut refused_in_use = 0;
+    for fd in 3..12 {
+        let (code, _, err) = run_to_exit(
+            OURS,
+            &strings(&[
+                "--chardev",
+                &format!("socket,id=m,path={qmp},server=on,wait=off"),
+                "--monitor",
+                "chardev=m",
+                "--nbd-server",
+                &format!("addr.type=fd,addr.str={fd}"),
+            ]),
+        );
+        assert_eq!(code, 1, "fd {fd}: {err}");
+        if err.ends_with(&format!("{}\n", in_use(fd))) {
+            refused_in_use += 1;
+        } else {
+            assert!(
+                err.ends_with(&format!("File descriptor '{fd}' is not a socket\n")),
+                "fd {fd}: {err}"
+            );
+        }
+    }
+    assert!(
+        refused_in_use > 0,
+        "the monitor's own socket was never named"
+    );
+}
+
+#[test]
+fn nbd_server_start_on_the_monitors_descriptor_leaves_the_monitor_serving() {
+    let dir = TempDir::new("fd-qmp");
+    let path = dir.join("m.sock");
+    let listener = UnixListener::bind(&path).expect("bind");
+    let fd = listener.as_raw_fd();
+    let mut d = spawn_with_fd(
+        fd,
+        &strings(&[
+            "--chardev",
+            &format!("socket,id=m,fd={fd},server=on,wait=off"),
+            "--monitor",
+            "chardev=m",
+        ]),
+    );
+    drop(listener);
+    let mut q = Qmp::connect(&path);
+    q.negotiate();
+    let e = q.err(
+        "nbd-server-start",
+        json!({"addr": {"type": "fd", "data": {"str": fd.to_string()}}}),
+    );
+    assert_eq!(e.desc, "only QEMU supports file descriptor passing");
+    // With a server running, the descriptor is not looked at either.
+    q.cmd(
+        "nbd-server-start",
+        json!({"addr": {"type": "unix", "data": {"path": dir.join("nbd.sock")}}}),
+    );
+    let e = q.err(
+        "nbd-server-start",
+        json!({"addr": {"type": "fd", "data": {"str": fd.to_string()}}}),
+    );
+    assert_eq!(e.desc, "NBD server already running");
+    q.alive();
+    // The listener still accepts.
+    let mut q2 = Qmp::connect(&path);
+    q2.negotiate();
+    q2.alive();
+    assert!(d.is_running(), "daemon exited: {:?}", d.wait());
 }
