@@ -311,3 +311,51 @@ fn nbd_server_start_on_the_monitors_descriptor_leaves_the_monitor_serving() {
     q2.alive();
     assert!(d.is_running(), "daemon exited: {:?}", d.wait());
 }
+
+/// Client A writes a pattern to a null-co node and reads back; client B
+/// reads: both must get zeroes, never bytes an earlier request left in a
+/// pooled buffer (qsd 10.0.2 returns A's bytes to both).
+const LEAK_SCRIPT: &str = r#"
+import nbd, sys
+uri = sys.argv[1]
+a = nbd.NBD(); a.connect_uri(uri)
+b = nbd.NBD(); b.connect_uri(uri)
+pat = b"\xa5secret!" * 8192
+for size in (len(pat), 4096, 512, 1):
+    for _ in range(3):
+        a.pwrite(pat, 0)
+    print("a %d %d" % (size, a.pread(size, 0).count(0)))
+    print("b %d %d" % (size, b.pread(size, 0).count(0)))
+a.shutdown()
+c = nbd.NBD(); c.connect_uri(uri)
+print("c %d %d" % (len(pat), c.pread(len(pat), 0).count(0)))
+"#;
+
+#[test]
+fn null_reads_never_return_an_earlier_requests_bytes() {
+    let dir = TempDir::new("null-leak");
+    let sock = dir.join("nbd.sock");
+    let mut d = Daemon::start(
+        OURS,
+        &dir,
+        &strings(&[
+            "--blockdev",
+            "null-co,node-name=n,read-zeroes=off",
+            "--nbd-server",
+            &format!("addr.type=unix,addr.path={sock}"),
+            "--export",
+            "nbd,id=e,node-name=n,name=x,writable=on",
+        ]),
+    );
+    d.wait_for_socket(&sock);
+    let (code, out, err) =
+        common::nbdsh_script(LEAK_SCRIPT, &[&format!("nbd+unix:///x?socket={sock}")]);
+    assert_eq!(code, 0, "{out}{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 9, "{out}");
+    for l in lines {
+        // "<client> <size> <zero bytes>": every byte read is zero.
+        let f: Vec<&str> = l.split(' ').collect();
+        assert_eq!(f.get(1), f.get(2), "{l}: not all zeroes ({out})");
+    }
+}

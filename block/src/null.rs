@@ -1,6 +1,9 @@
-//! `null-co` and `null-aio`: a node that stores nothing. Reads leave the
-//! buffer as it is unless `read-zeroes` (QEMU 10.0's default is off);
-//! writes succeed; every request waits `latency-ns` first.
+//! `null-co` and `null-aio`: a node that stores nothing. Reads return
+//! zeroes whatever `read-zeroes` says (QEMU leaves the buffer as it is
+//! when it is off, and its buffers are reused: an earlier request's bytes,
+//! maybe another client's, would go out); `read-zeroes` only decides what
+//! block status reports. Writes succeed; every request waits `latency-ns`
+//! first.
 
 use std::io;
 use std::time::Duration;
@@ -55,9 +58,8 @@ impl Driver for NullDriver {
 
     async fn read(&self, _offset: u64, mut buf: IoBuf) -> BufResult {
         self.delay().await;
-        if self.read_zeroes {
-            buf.fill(0);
-        }
+        // Pooled buffers hold what the last request left in them.
+        buf.fill(0);
         (Ok(()), buf)
     }
 

@@ -183,7 +183,8 @@ pub struct NullOptions {
     pub size: Option<u64>,
     /// `latency-ns`: every request completes after this delay.
     pub latency_ns: Option<u64>,
-    /// `read-zeroes` (default false in QEMU 10.0: reads leave the buffer
-    /// as it was).
+    /// `read-zeroes` (default false in QEMU 10.0). Reads return zeroes
+    /// either way (never a reused buffer's old bytes); with false, block
+    /// status does not claim the node reads as zeroes.
     pub read_zeroes: Option<bool>,
 }
