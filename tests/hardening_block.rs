@@ -359,3 +359,36 @@ fn null_reads_never_return_an_earlier_requests_bytes() {
         assert_eq!(f.get(1), f.get(2), "{l}: not all zeroes ({out})");
     }
 }
+
+#[test]
+fn aio_native_without_direct_is_refused_as_qsd_refuses_it() {
+    let dir = TempDir::new("aio-native");
+    let img = dir.join("img");
+    std::fs::File::create(&img)
+        .and_then(|f| f.set_len(1 << 20))
+        .expect("image");
+    let opt = format!("file,filename={img},node-name=f,aio=native");
+    for (bin, prog) in [
+        (OURS, "storage-daemon"),
+        (common::QSD, "qemu-storage-daemon"),
+    ] {
+        let (code, _, err) = run_to_exit(bin, &strings(&["--blockdev", &opt]));
+        assert_eq!(code, 1, "{bin}: {err}");
+        assert_eq!(
+            err,
+            format!(
+                "{prog}: --blockdev {opt}: aio=native was specified, but it requires \
+                 cache.direct=on, which was not specified.\n"
+            ),
+            "{bin}"
+        );
+    }
+    // With O_DIRECT it opens (/tmp supports it on this project's machines).
+    let d = Daemon::start(OURS, &dir, &[]);
+    let mut q = d.qmp();
+    q.cmd(
+        "blockdev-add",
+        json!({"driver": "file", "node-name": "f", "filename": img,
+               "aio": "native", "cache": {"direct": true}}),
+    );
+}

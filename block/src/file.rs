@@ -119,6 +119,12 @@ pub(crate) fn open(
         r => r,
     }
     .map_err(|e| Error::new(format!("Could not open '{filename}': {}", strerror(&e))))?;
+    // QEMU's Linux AIO needs O_DIRECT, and it checks once the file is open.
+    if opts.aio == super::Aio::Native && !direct {
+        return Err(Error::new(
+            "aio=native was specified, but it requires cache.direct=on, which was not specified.",
+        ));
+    }
     let meta = file
         .metadata()
         .map_err(|e| Error::new(format!("Could not stat file: {}", strerror(&e))))?;

@@ -124,8 +124,10 @@ pub enum OnOffAuto {
     Off,
 }
 
-/// `BlockdevAioOptions`. All three run on our thread pool: `native` and
-/// `io_uring` are accepted for compatibility.
+/// `BlockdevAioOptions`. All three run on our thread pool (there is no
+/// Linux AIO or io_uring backend): `native` is accepted with QEMU's rule
+/// (it needs `cache.direct=on`), `io_uring` only in builds with the
+/// `io-uring` feature, as in a QEMU built with or without liburing.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Aio {
     #[default]

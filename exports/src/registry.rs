@@ -10,7 +10,7 @@ use storage_block::graph::NodeUser;
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
 /// An error for the QMP reply (always `GenericError` in QEMU's export
-/// layer); `hint` is what QEMU appends for humans.
+/// layer): `desc` is QEMU's message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExportError {
     pub desc: String,
