@@ -383,3 +383,32 @@ async fn in_flight(s: Scratch) {
         t.await.unwrap();
     }
 }
+
+/// A block-status miss seeks (`SEEK_HOLE` walks every page on tmpfs, ~18
+/// ms over 512 MiB allocated): it must run on the blocking pool, not on
+/// the calling task; a hit in the one-extent cache answers inline.
+#[tokio::test(flavor = "current_thread")]
+async fn block_status_seeks_off_the_calling_task() {
+    use std::future::Future;
+    use std::task::{Context, Poll, Waker};
+    let s = Scratch::new();
+    let img = s.image("img", 1 << 20);
+    std::fs::write(&img, vec![1u8; 1 << 20]).unwrap();
+    let g = BlockGraph::new();
+    g.add(&file("f", &img)).unwrap();
+    let dev = g.get("f").unwrap();
+    let mut cx = Context::from_waker(Waker::noop());
+    // Inline, the lseeks would complete within the first poll.
+    let mut miss = dev.block_status(0, 4096);
+    assert!(
+        miss.as_mut().poll(&mut cx).is_pending(),
+        "a cache miss seeked on the calling task"
+    );
+    let st = miss.await.unwrap();
+    assert_eq!((st.len, st.data), (4096, true));
+    let mut hit = dev.block_status(8192, 4096);
+    match hit.as_mut().poll(&mut cx) {
+        Poll::Ready(st) => assert_eq!(st.unwrap().len, 4096),
+        Poll::Pending => panic!("a cache hit went to the pool"),
+    }
+}
