@@ -389,7 +389,6 @@ async fn in_flight(s: Scratch) {
 /// the calling task; a hit in the one-extent cache answers inline.
 #[test]
 fn block_status_seeks_off_the_calling_task() {
-    use std::future::Future;
     use std::task::{Context, Poll, Waker};
     // One pool thread, kept busy: a job sent there stays queued, so the
     // first poll of a miss is pending for sure (inline, it would be ready).
