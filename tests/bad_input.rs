@@ -247,7 +247,11 @@ fn qmp_cases() -> Vec<(String, Vec<u8>, Expect)> {
         br#"{"execute":"block_resize","arguments":{"node-name":"n","size":18446744073709551616}}"#,
         Desc("Invalid parameter type for 'size', expected: integer"),
     );
-    add("negative size", br#"{"execute":"blockdev-add","arguments":{"driver":"null-co","node-name":"neg","size":-5}}"#, Expect::Ok);
+    add(
+        "negative size",
+        br#"{"execute":"blockdev-add","arguments":{"driver":"null-co","node-name":"neg","size":-5}}"#,
+        Desc("Value '-5' is out of range for parameter 'size'"),
+    );
     add(
         "string for bool",
         br#"{"execute":"query-named-block-nodes","arguments":{"flat":"yes"}}"#,

@@ -15,7 +15,7 @@ use super::perm::Perms;
 use super::raw::RawDriver;
 use super::{
     BlockDevice, BlockDeviceInfo, BlockdevOptions, BlockdevRef, DetectZeroes, Discard,
-    DriverOptions, strerror,
+    DriverOptions, MAX_LENGTH, strerror,
 };
 
 /// A graph operation's error: QEMU's message, and the hint QEMU prints
@@ -273,6 +273,11 @@ impl BlockGraph {
         let Ok(size) = u64::try_from(size) else {
             return Err(Error::new("Parameter 'size' expects a >0 size"));
         };
+        if size > MAX_LENGTH {
+            return Err(Error::new(format!(
+                "offset({size}) exceeds maximum({MAX_LENGTH})"
+            )));
+        }
         let user = self.attach(name, Perms::resize())?;
         let r = user.device().resize(size).await;
         drop(user);
@@ -384,7 +389,7 @@ impl Inner {
                 let aio = matches!(opts.driver, DriverOptions::NullAio(_));
                 Arc::new(Node {
                     common,
-                    drv: NullDriver::new(aio, *n),
+                    drv: NullDriver::new(aio, *n)?,
                 })
             }
             DriverOptions::Raw(r) => {
@@ -424,23 +429,33 @@ impl Inner {
                 }
             }
         };
-        // Like QEMU, the node gets its name after its children have theirs.
-        let name = match &opts.node_name {
-            Some(n) => match self.check_name(n) {
-                Ok(()) => n.clone(),
-                Err(e) => {
-                    let inline: Vec<String> = children
-                        .iter()
-                        .filter(|c| self.nodes.get(c.as_str()).is_some_and(|e| e.implicit))
-                        .cloned()
-                        .collect();
-                    for c in inline {
-                        self.delete(&c);
-                    }
-                    return Err(e);
+        // QEMU's bdrv_refresh_total_sectors: a node larger than the
+        // maximum (a sparse file on tmpfs can be) would overflow every
+        // rounding and i64 size above it.
+        let checked = if dev.size() > MAX_LENGTH {
+            Err(Error::new(
+                "Could not refresh total sector count: File too large",
+            ))
+        } else {
+            // Like QEMU, the node gets its name after its children have theirs.
+            match &opts.node_name {
+                Some(n) => self.check_name(n).map(|()| n.clone()),
+                None => Ok(self.auto_name()),
+            }
+        };
+        let name = match checked {
+            Ok(n) => n,
+            Err(e) => {
+                let inline: Vec<String> = children
+                    .iter()
+                    .filter(|c| self.nodes.get(c.as_str()).is_some_and(|e| e.implicit))
+                    .cloned()
+                    .collect();
+                for c in inline {
+                    self.delete(&c);
                 }
-            },
-            None => self.auto_name(),
+                return Err(e);
+            }
         };
         self.seq += 1;
         let entry = Entry {

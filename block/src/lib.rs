@@ -31,6 +31,11 @@ pub use options::{
 pub use perm::Perms;
 pub use query::{BlockDeviceInfo, BlockdevCacheInfo, ImageInfo};
 
+/// The largest size a node may have (QEMU's `BDRV_MAX_LENGTH`): below
+/// `i64::MAX` by a whole 1 GiB alignment, so `offset + len` of any request
+/// inside a node, rounded up to any alignment, stays in range.
+pub const MAX_LENGTH: u64 = (i64::MAX as u64) & !((1 << 30) - 1);
+
 /// A boxed, sendable future: what every [`BlockDevice`] method returns.
 pub type IoFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 

@@ -1,17 +1,22 @@
-//! `null-co` and `null-aio`: a node that stores nothing. Reads leave the
-//! buffer as it is unless `read-zeroes` (QEMU 10.0's default is off);
-//! writes succeed; every request waits `latency-ns` first.
+//! `null-co` and `null-aio`: a node that stores nothing. Reads return
+//! zeroes whatever `read-zeroes` says (QEMU leaves the buffer as it is
+//! when it is off, and its buffers are reused: an earlier request's bytes,
+//! maybe another client's, would go out); `read-zeroes` only decides what
+//! block status reports. Writes succeed; every request waits `latency-ns`
+//! first.
 
 use std::io;
 use std::time::Duration;
 
 use serde_json::{Map, Value};
 
+use super::graph::Error;
 use super::node::{Driver, DriverInfo};
-use super::{BlockStatus, BufResult, IoBuf, NullOptions};
+use super::{BlockStatus, BufResult, IoBuf, MAX_LENGTH, NullOptions};
 
 pub(crate) struct NullDriver {
     name: &'static str,
+    /// In whole sectors, as QEMU counts it.
     size: u64,
     read_zeroes: bool,
     latency: Option<Duration>,
@@ -20,17 +25,23 @@ pub(crate) struct NullDriver {
 }
 
 impl NullDriver {
-    pub(crate) fn new(aio: bool, opts: NullOptions) -> Self {
-        NullDriver {
+    pub(crate) fn new(aio: bool, opts: NullOptions) -> Result<Self, Error> {
+        let size = opts
+            .size
+            .unwrap_or(1 << 30)
+            .checked_next_multiple_of(512)
+            .filter(|&s| s <= MAX_LENGTH)
+            .ok_or_else(|| Error::new("Could not refresh total sector count: File too large"))?;
+        Ok(NullDriver {
             name: if aio { "null-aio" } else { "null-co" },
-            size: opts.size.unwrap_or(1 << 30),
+            size,
             read_zeroes: opts.read_zeroes.unwrap_or(false),
             latency: opts
                 .latency_ns
                 .filter(|&ns| ns > 0)
                 .map(Duration::from_nanos),
             opts,
-        }
+        })
     }
 
     async fn delay(&self) {
@@ -42,15 +53,13 @@ impl NullDriver {
 
 impl Driver for NullDriver {
     fn size(&self) -> u64 {
-        // QEMU counts whole sectors.
-        self.size.div_ceil(512) * 512
+        self.size
     }
 
     async fn read(&self, _offset: u64, mut buf: IoBuf) -> BufResult {
         self.delay().await;
-        if self.read_zeroes {
-            buf.fill(0);
-        }
+        // Pooled buffers hold what the last request left in them.
+        buf.fill(0);
         (Ok(()), buf)
     }
 

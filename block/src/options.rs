@@ -124,8 +124,10 @@ pub enum OnOffAuto {
     Off,
 }
 
-/// `BlockdevAioOptions`. All three run on our thread pool: `native` and
-/// `io_uring` are accepted for compatibility.
+/// `BlockdevAioOptions`. All three run on our thread pool (there is no
+/// Linux AIO or io_uring backend): `native` is accepted with QEMU's rule
+/// (it needs `cache.direct=on`), `io_uring` only in builds with the
+/// `io-uring` feature, as in a QEMU built with or without liburing.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Aio {
     #[default]
@@ -183,7 +185,8 @@ pub struct NullOptions {
     pub size: Option<u64>,
     /// `latency-ns`: every request completes after this delay.
     pub latency_ns: Option<u64>,
-    /// `read-zeroes` (default false in QEMU 10.0: reads leave the buffer
-    /// as it was).
+    /// `read-zeroes` (default false in QEMU 10.0). Reads return zeroes
+    /// either way (never a reused buffer's old bytes); with false, block
+    /// status does not claim the node reads as zeroes.
     pub read_zeroes: Option<bool>,
 }

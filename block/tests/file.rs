@@ -383,3 +383,42 @@ async fn in_flight(s: Scratch) {
         t.await.unwrap();
     }
 }
+
+/// A block-status miss seeks (`SEEK_HOLE` walks every page on tmpfs, ~18
+/// ms over 512 MiB allocated): it must run on the blocking pool, not on
+/// the calling task; a hit in the one-extent cache answers inline.
+#[test]
+fn block_status_seeks_off_the_calling_task() {
+    use std::task::{Context, Poll, Waker};
+    // One pool thread, kept busy: a job sent there stays queued, so the
+    // first poll of a miss is pending for sure (inline, it would be ready).
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .max_blocking_threads(1)
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let s = Scratch::new();
+        let img = s.image("img", 1 << 20);
+        std::fs::write(&img, vec![1u8; 1 << 20]).unwrap();
+        let g = BlockGraph::new();
+        g.add(&file("f", &img)).unwrap();
+        let dev = g.get("f").unwrap();
+        let (release, wait) = std::sync::mpsc::channel::<()>();
+        let busy = tokio::task::spawn_blocking(move || wait.recv());
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut miss = dev.block_status(0, 4096);
+        assert!(
+            miss.as_mut().poll(&mut cx).is_pending(),
+            "a cache miss seeked on the calling task"
+        );
+        release.send(()).unwrap();
+        busy.await.unwrap().unwrap();
+        let st = miss.await.unwrap();
+        assert_eq!((st.len, st.data), (4096, true));
+        let mut hit = dev.block_status(8192, 4096);
+        match hit.as_mut().poll(&mut cx) {
+            Poll::Ready(st) => assert_eq!(st.unwrap().len, 4096),
+            Poll::Pending => panic!("a cache hit went to the pool"),
+        }
+    });
+}

@@ -10,7 +10,7 @@ use storage_block::graph::NodeUser;
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
 /// An error for the QMP reply (always `GenericError` in QEMU's export
-/// layer); `hint` is what QEMU appends for humans.
+/// layer): `desc` is QEMU's message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExportError {
     pub desc: String,
@@ -232,6 +232,8 @@ mod tests {
         clients: AtomicUsize,
         hard: AtomicUsize,
         changed: Notify,
+        /// Clients leave only when the test says, not at a hard shutdown.
+        slow: bool,
     }
 
     impl Export for Fake {
@@ -241,6 +243,9 @@ mod tests {
         fn shutdown(&self, hard: bool) {
             if hard {
                 self.hard.fetch_add(1, Ordering::SeqCst);
+                if self.slow {
+                    return;
+                }
                 self.clients.store(0, Ordering::SeqCst);
                 self.changed.notify_waiters();
             }
@@ -331,23 +336,47 @@ mod tests {
 
     #[tokio::test]
     async fn deletion_waits_for_the_last_client() {
-        let (graph, reg, deleted) = setup();
-        // An export whose clients ignore a soft shutdown: removal is
-        // reported only when they are gone, meanwhile it is shutting down.
-        let fake = add(&graph, &reg, "e", 1);
+        let graph = Arc::new(BlockGraph::new());
+        let opts = BlockdevOptions::new(DriverOptions::NullCo(NullOptions::default())).named("n0");
+        graph.add(&opts).expect("add node");
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let reg = ExportRegistry::new(move |id, _| {
+            let _ = tx.send(id.to_string());
+        });
+        // Like a real export, a hard shutdown only asks the client to go:
+        // its connection ends later (a request in flight finishes first).
+        let fake = Arc::new(Fake {
+            slow: true,
+            ..Fake::default()
+        });
         fake.clients.store(1, Ordering::SeqCst);
-        // Safe mode refuses; emulate QEMU's path where clients leave later.
-        assert!(reg.remove("e", BlockExportRemoveMode::Safe).is_err());
-        {
-            let mut entries = reg.lock();
-            entries[0].shutting_down = true;
-        }
+        let user = graph.attach("n0", Perms::export(false)).expect("attach");
+        reg.add("e", BlockExportType::Nbd, "n0", None, fake.clone(), user)
+            .expect("add export");
+
+        reg.remove("e", BlockExportRemoveMode::Hard)
+            .expect("hard remove");
+        assert_eq!(fake.hard.load(Ordering::SeqCst), 1);
+        // The client is still there: the export is shutting down, listed,
+        // still holds its node, and is not reported deleted.
+        tokio::task::yield_now().await;
+        assert!(rx.try_recv().is_err(), "deleted while a client holds it");
         assert!(reg.query()[0].shutting_down);
-        assert!(
-            reg.remove("e", BlockExportRemoveMode::Hard).is_err(),
-            "already shutting down"
+        assert!(graph.remove("n0").is_err(), "node released too early");
+        assert_eq!(
+            reg.remove("e", BlockExportRemoveMode::Hard),
+            Err(ExportError::new("Export 'e' is already shutting down"))
         );
-        reg.finish("e");
-        assert_eq!(*deleted.lock().unwrap_or_else(|e| e.into_inner()), ["e"]);
+
+        // The client goes: the deletion completes by itself.
+        fake.clients.store(0, Ordering::SeqCst);
+        fake.changed.notify_waiters();
+        let id = tokio::time::timeout(std::time::Duration::from_secs(10), rx.recv())
+            .await
+            .expect("deletion never completed")
+            .expect("hook dropped");
+        assert_eq!(id, "e");
+        assert!(reg.query().is_empty());
+        graph.remove("n0").expect("node free again");
     }
 }

@@ -11,15 +11,78 @@ pub enum Inherited {
     Tcp(tokio::net::TcpListener),
 }
 
+/// Why an inherited descriptor cannot be taken over.
+#[derive(Debug)]
+pub enum InheritError {
+    /// Not an open socket (QEMU's check and text).
+    NotASocket(i32),
+    /// Already owned in this process: taken over before, or one of the
+    /// daemon's own descriptors (those are all close-on-exec).
+    InUse(i32),
+    /// The socket could not be set up (non-blocking, event loop).
+    Setup(io::Error),
+}
+
+impl std::fmt::Display for InheritError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            InheritError::NotASocket(fd) => write!(f, "File descriptor '{fd}' is not a socket"),
+            InheritError::InUse(fd) => write!(
+                f,
+                "File descriptor '{fd}' is already in use: each inherited descriptor can be used once"
+            ),
+            InheritError::Setup(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for InheritError {}
+
+/// The message, for callers whose errors are plain texts.
+impl From<InheritError> for String {
+    fn from(e: InheritError) -> String {
+        e.to_string()
+    }
+}
+
+impl From<InheritError> for io::Error {
+    fn from(e: InheritError) -> io::Error {
+        let kind = match &e {
+            InheritError::NotASocket(_) => io::ErrorKind::InvalidInput,
+            InheritError::InUse(_) => io::ErrorKind::AddrInUse,
+            InheritError::Setup(e) => e.kind(),
+        };
+        io::Error::new(kind, e.to_string())
+    }
+}
+
 /// Takes over listening socket `fd` (handed over on the command line);
 /// it is closed when the listener is dropped. Must run in the runtime.
-pub fn inherit_listener(fd: i32) -> Result<Inherited, String> {
+///
+/// One descriptor, one owner: a descriptor that survived exec has
+/// close-on-exec clear, while everything this process opens (std, tokio)
+/// has it set. Taking a descriptor over sets the flag, so a second use of
+/// the same number, or a number that is one of our own sockets, is refused
+/// before anything owns (and would later close) it.
+pub fn inherit_listener(fd: i32) -> Result<Inherited, InheritError> {
+    // Serializes check-and-mark: two takers of one number race otherwise.
+    static TAKING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _taking = TAKING.lock().unwrap_or_else(|e| e.into_inner());
     // Checked first: a descriptor that is not an open socket must not be
     // taken over (and later closed).
-    let domain =
-        socket_domain(fd).map_err(|_| format!("File descriptor '{fd}' is not a socket"))?;
+    let domain = socket_domain(fd).map_err(|_| InheritError::NotASocket(fd))?;
+    // SAFETY: F_GETFD on a descriptor number only reads its flags.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+    if flags < 0 || flags & libc::FD_CLOEXEC != 0 {
+        return Err(InheritError::InUse(fd));
+    }
+    // SAFETY: as above; also keeps the socket out of helpers we spawn.
+    if unsafe { libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC) } < 0 {
+        return Err(InheritError::Setup(io::Error::last_os_error()));
+    }
     // SAFETY: the descriptor is an open socket (getsockopt succeeded) that
-    // the command line handed to us; nothing else owns it.
+    // came through exec and that nothing in this process took before (its
+    // close-on-exec flag was clear, and is set now under the lock).
     let owned = unsafe { OwnedFd::from_raw_fd(fd) };
     let made = if domain == libc::AF_UNIX {
         let std = std::os::unix::net::UnixListener::from(owned);
@@ -32,7 +95,7 @@ pub fn inherit_listener(fd: i32) -> Result<Inherited, String> {
             .and_then(|()| tokio::net::TcpListener::from_std(std))
             .map(Inherited::Tcp)
     };
-    made.map_err(|e| e.to_string())
+    made.map_err(InheritError::Setup)
 }
 
 /// The address family of a socket descriptor (fails when `fd` is not an

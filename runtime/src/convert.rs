@@ -8,23 +8,29 @@ use storage_block::{
 #[cfg(feature = "nbd")]
 use storage_exports::nbd::NbdListen;
 
-fn size(v: Option<i64>) -> Option<u64> {
-    // Negative sizes are refused by the drivers' own range checks.
-    v.map(|s| u64::try_from(s).unwrap_or(u64::MAX))
+/// A QAPI `int` that QEMU reads as a size: negative values are refused
+/// with the text QEMU's size parser has (qsd itself aborts on them).
+fn size(v: Option<i64>, name: &str) -> Result<Option<u64>, String> {
+    v.map(|s| {
+        u64::try_from(s).map_err(|_| format!("Value '{s}' is out of range for parameter '{name}'"))
+    })
+    .transpose()
 }
 
-pub fn blockdev(o: &q::BlockdevOptions) -> BlockdevOptions {
+/// The block layer's options; fails on a value the block layer cannot
+/// represent (a negative size or offset).
+pub fn blockdev(o: &q::BlockdevOptions) -> Result<BlockdevOptions, String> {
     let driver = match &o.branch {
         q::BlockdevOptionsBranch::File(f) => DriverOptions::File(file(f)),
         q::BlockdevOptionsBranch::Raw(r) => DriverOptions::Raw(RawOptions {
-            file: blockdev_ref(&r.file),
-            offset: size(r.offset),
-            size: size(r.size),
+            file: blockdev_ref(&r.file)?,
+            offset: size(r.offset, "offset")?,
+            size: size(r.size, "size")?,
         }),
-        q::BlockdevOptionsBranch::NullCo(n) => DriverOptions::NullCo(null(n)),
-        q::BlockdevOptionsBranch::NullAio(n) => DriverOptions::NullAio(null(n)),
+        q::BlockdevOptionsBranch::NullCo(n) => DriverOptions::NullCo(null(n)?),
+        q::BlockdevOptionsBranch::NullAio(n) => DriverOptions::NullAio(null(n)?),
     };
-    BlockdevOptions {
+    Ok(BlockdevOptions {
         node_name: o.node_name.clone(),
         read_only: o.read_only,
         auto_read_only: o.auto_read_only,
@@ -43,14 +49,14 @@ pub fn blockdev(o: &q::BlockdevOptions) -> BlockdevOptions {
             q::BlockdevDetectZeroesOptions::Unmap => DetectZeroes::Unmap,
         }),
         driver,
-    }
+    })
 }
 
-fn blockdev_ref(r: &q::BlockdevRef) -> BlockdevRef {
-    match r {
-        q::BlockdevRef::Definition(d) => BlockdevRef::Definition(Box::new(blockdev(d))),
+fn blockdev_ref(r: &q::BlockdevRef) -> Result<BlockdevRef, String> {
+    Ok(match r {
+        q::BlockdevRef::Definition(d) => BlockdevRef::Definition(Box::new(blockdev(d)?)),
         q::BlockdevRef::Reference(name) => BlockdevRef::Reference(name.clone()),
-    }
+    })
 }
 
 fn file(f: &q::BlockdevOptionsFile) -> FileOptions {
@@ -71,12 +77,12 @@ fn file(f: &q::BlockdevOptionsFile) -> FileOptions {
     opts
 }
 
-fn null(n: &q::BlockdevOptionsNull) -> NullOptions {
-    NullOptions {
-        size: size(n.size),
+fn null(n: &q::BlockdevOptionsNull) -> Result<NullOptions, String> {
+    Ok(NullOptions {
+        size: size(n.size, "size")?,
         latency_ns: n.latency_ns,
         read_zeroes: n.read_zeroes,
-    }
+    })
 }
 
 /// A QMP/CLI socket address to where the NBD server listens.

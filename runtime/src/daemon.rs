@@ -128,8 +128,9 @@ impl Daemon {
 
     /// `blockdev-add` and `--blockdev`.
     pub fn blockdev_add_sync(&self, arg: &q::BlockdevOptions) -> Result<(), QmpError> {
+        let opts = convert::blockdev(arg).map_err(generic)?;
         self.graph
-            .add(&convert::blockdev(arg))
+            .add(&opts)
             .map(|_| ())
             .map_err(|e| generic(e.desc()))
     }

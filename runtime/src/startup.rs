@@ -174,6 +174,9 @@ async fn start(
                     fail(match &listen {
                         // QEMU checks that an inherited descriptor is a
                         // socket (a closed one is not either).
+                        ListenAddress::Fd(_) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                            e.to_string()
+                        }
                         ListenAddress::Fd(n) => format!("File descriptor '{n}' is not a socket"),
                         _ => format!("Failed to bind socket: {}", storage_block::strerror(&e)),
                     })

@@ -128,7 +128,7 @@ impl Listener {
                 // Checked first: a descriptor that is not an open socket
                 // must not be taken over (and later closed).
                 sockets::socket_domain(*fd)?;
-                match sockets::inherit_listener(*fd).map_err(io::Error::other)? {
+                match sockets::inherit_listener(*fd).map_err(io::Error::from)? {
                     sockets::Inherited::Unix(l) => Ok(Listener::Unix(l, PathBuf::new())),
                     sockets::Inherited::Tcp(l) => Ok(Listener::Tcp(l)),
                 }
