@@ -148,8 +148,9 @@ fn not_found(name: &str) -> Error {
     Error::new(format!("Cannot find device='' nor node-name='{name}'"))
 }
 
-/// QEMU's `id_wellformed`.
-fn well_formed(id: &str) -> bool {
+/// QEMU's `id_wellformed()`: a letter, then letters, digits, `-`, `.`,
+/// `_`. Node names, export ids, chardev and object ids all follow it.
+pub fn id_wellformed(id: &str) -> bool {
     let mut bytes = id.bytes();
     bytes.next().is_some_and(|b| b.is_ascii_alphabetic())
         && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_')
@@ -323,7 +324,7 @@ impl Inner {
 
     /// QEMU's `bdrv_assign_node_name` checks.
     fn check_name(&self, name: &str) -> Result<(), Error> {
-        if !well_formed(name) {
+        if !id_wellformed(name) {
             return Err(Error::new(format!("Invalid node-name: '{name}'")));
         }
         if self.nodes.contains_key(name) {

@@ -23,7 +23,7 @@ use std::io;
 use std::pin::Pin;
 
 pub use buf::{IoBuf, is_zero};
-pub use graph::{BlockGraph, Error, NodeUser};
+pub use graph::{BlockGraph, Error, NodeUser, id_wellformed};
 pub use options::{
     Aio, BlockdevOptions, BlockdevRef, CacheOptions, DetectZeroes, Discard, DriverOptions,
     FileOptions, NullOptions, OnOffAuto, RawOptions,

@@ -36,13 +36,6 @@ pub struct Daemon {
     commands: Vec<CommandInfo>,
 }
 
-/// QEMU's `id_wellformed()`: a letter, then letters, digits, `-`, `.`, `_`.
-fn id_wellformed(id: &str) -> bool {
-    let mut chars = id.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
-        && chars.all(|c| c.is_ascii_alphanumeric() || "-._".contains(c))
-}
-
 #[cfg(feature = "nbd")]
 fn start_nbd_server(
     nbd: &Arc<NbdServer>,
@@ -177,7 +170,7 @@ impl Daemon {
     /// `block-export-add` and `--export`, with QEMU's checks in QEMU's
     /// order (`blk_exp_add()`, then the driver's create).
     pub fn export_add(&self, arg: &q::BlockExportOptions) -> Result<(), QmpError> {
-        if !id_wellformed(&arg.id) {
+        if !storage_block::id_wellformed(&arg.id) {
             return Err(generic("Invalid block export id"));
         }
         self.exports.check_id(&arg.id).map_err(generic)?;

@@ -19,10 +19,7 @@ impl Pidfile {
     /// QEMU's `qemu_write_pidfile()`.
     pub fn create(path: &Path) -> Result<Pidfile, String> {
         use std::os::unix::fs::OpenOptionsExt;
-        let reason = |e: &io::Error| {
-            let s = e.to_string();
-            s.split(" (os error").next().unwrap_or(&s).to_string()
-        };
+        let reason = storage_block::strerror;
         let mut file = std::fs::OpenOptions::new()
             .write(true)
             .create(true)

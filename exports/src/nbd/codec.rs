@@ -134,22 +134,15 @@ pub const EXPORT_NAME_REPLY_SIZE: usize = 134;
 /// The host errno of an I/O error as NBD sends it (QEMU's
 /// `system_errno_to_nbd_errno`).
 pub fn nbd_errno(e: &io::Error) -> u32 {
-    match e.raw_os_error() {
-        Some(libc::EPERM) | Some(libc::EROFS) => EPERM,
-        Some(libc::EIO) => EIO,
-        Some(libc::ENOMEM) => ENOMEM,
-        Some(libc::EDQUOT) | Some(libc::EFBIG) | Some(libc::ENOSPC) => ENOSPC,
-        Some(libc::EOVERFLOW) => EOVERFLOW,
-        Some(libc::ENOTSUP) => ENOTSUP,
-        Some(libc::ESHUTDOWN) => ESHUTDOWN,
-        Some(_) => EINVAL,
-        None => match e.kind() {
-            io::ErrorKind::PermissionDenied => EPERM,
-            io::ErrorKind::OutOfMemory => ENOMEM,
-            io::ErrorKind::Unsupported => ENOTSUP,
-            io::ErrorKind::InvalidInput => EINVAL,
-            _ => EIO,
-        },
+    match crate::errno::of(e) {
+        libc::EPERM | libc::EROFS => EPERM,
+        libc::EIO => EIO,
+        libc::ENOMEM => ENOMEM,
+        libc::EDQUOT | libc::EFBIG | libc::ENOSPC => ENOSPC,
+        libc::EOVERFLOW => EOVERFLOW,
+        libc::ENOTSUP => ENOTSUP,
+        libc::ESHUTDOWN => ESHUTDOWN,
+        _ => EINVAL,
     }
 }
 

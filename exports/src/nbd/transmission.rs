@@ -5,7 +5,7 @@
 
 use std::future::Future;
 use std::io;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use storage_block::{BlockDevice, IoBuf, strerror};
 use tokio::io::{
@@ -20,6 +20,7 @@ use super::state::{
     Contexts, MAX_REQUESTS, META_ALLOCATION_DEPTH, META_BASE_ALLOCATION, Negotiated, SessionError,
     drop_bytes, protocol,
 };
+use crate::buffers::BufferPool;
 
 /// Extents in one block status chunk (QEMU: 1 MiB of compact extents).
 const MAX_EXTENTS: usize = 1024 * 1024 / 8;
@@ -30,8 +31,9 @@ struct Conn {
     mode: Mode,
     contexts: Contexts,
     /// Buffers of finished reads and writes, reused (they are aligned and
-    /// zeroed once).
-    pool: Mutex<Vec<IoBuf>>,
+    /// zeroed once); a few ordinary-sized ones, giant ones go back to the
+    /// allocator.
+    pool: BufferPool,
 }
 
 /// A request as the reader loop hands it to its task.
@@ -156,7 +158,7 @@ where
         dev: n.export.device.clone(),
         mode: n.mode,
         contexts: n.contexts,
-        pool: Mutex::new(Vec::new()),
+        pool: BufferPool::new(MAX_REQUESTS, 4 << 20),
     });
     let mut tasks: JoinSet<Reply> = JoinSet::new();
     // Every await on the peer (request headers, payloads, reply writes)
@@ -380,24 +382,11 @@ async fn read_header<R: AsyncRead + Unpin>(r: &mut R, buf: &mut [u8]) -> io::Res
 
 impl Conn {
     fn buffer(&self, len: usize) -> IoBuf {
-        let mut b = self
-            .pool
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .pop()
-            .unwrap_or_default();
-        b.set_len(len);
-        b
+        self.pool.take(len)
     }
 
     fn recycle(&self, buf: IoBuf) {
-        // Keep a few ordinary-sized buffers; giant ones go back to the OS.
-        if buf.capacity() <= 4 * 1024 * 1024 {
-            let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
-            if pool.len() < MAX_REQUESTS {
-                pool.push(buf);
-            }
-        }
+        self.pool.put(buf);
     }
 }
 

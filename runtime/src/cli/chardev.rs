@@ -176,12 +176,7 @@ fn is_help(s: &str) -> bool {
     s == "help" || s == "?"
 }
 
-/// `id_wellformed()`: a letter, then letters, digits, `-`, `.`, `_`.
-pub fn id_wellformed(id: &str) -> bool {
-    let mut b = id.bytes();
-    b.next().is_some_and(|c| c.is_ascii_alphabetic())
-        && b.all(|c| c.is_ascii_alphanumeric() || b"-._".contains(&c))
-}
+pub use storage_block::id_wellformed;
 
 /// QEMU's message for a malformed id, with its hint line.
 pub fn bad_id() -> String {
