@@ -661,3 +661,31 @@ fn bad_command_lines() {
     // file,...`): qsd opens them, we only listen ("only listening socket
     // chardevs (server=on) are supported").
 }
+
+/// Monitor and NBD listeners fail with qsd's words: both go through
+/// exports::sockets (resolution, every address, a port in use, unix paths).
+#[test]
+fn listener_errors_equal_qsds() {
+    common::require(QSD);
+    common::require("qemu-io");
+    // A port somebody else listens on, held for the whole test.
+    let held = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let busy = held.local_addr().expect("addr").port();
+    let chardev = |what: &str| format!("socket,id=m,{what},server=on,wait=off");
+    let cases = [
+        chardev("host=no-such-host.invalid,port=4444"),
+        chardev("host=localhost,port=notaport"),
+        chardev(&format!("host=127.0.0.1,port={busy}")),
+        chardev("path=/nonexistent/x.sock"),
+        chardev("path=$DIR"),
+    ];
+    for c in &cases {
+        let (code, err) = cli_case(&["--chardev", c, "--monitor", "chardev=m"], false);
+        assert_eq!(code, 1, "{c}: {err}");
+    }
+    let nbd = format!("addr.type=inet,addr.host=127.0.0.1,addr.port={busy}");
+    let (code, err) = cli_case(&["--nbd-server", &nbd], false);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("Failed to find an available port"), "{err}");
+    drop(held);
+}

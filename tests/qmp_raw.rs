@@ -387,3 +387,42 @@ fn framing_across_writes() {
     }
     q.alive();
 }
+
+/// A TCP monitor listens on every address its host resolves to, as QEMU:
+/// an empty host is 0.0.0.0 and ::, so both loopbacks reach it; a stale
+/// unix socket file is replaced (a restart after a crash works).
+#[test]
+fn tcp_monitor_on_every_address_and_stale_unix_socket() {
+    let dir = TempDir::new("tcp-all");
+    let (d, port) = common::start_on_free_port(OURS, &dir, |port| {
+        strings(&[
+            "--chardev",
+            &format!("socket,id=t,host=,port={port},server=on,wait=off"),
+            "--monitor",
+            "chardev=t",
+        ])
+    });
+    for addr in [format!("127.0.0.1:{port}"), format!("[::1]:{port}")] {
+        let mut q = Qmp::connect_tcp(&addr);
+        q.negotiate();
+        q.cmd("query-version", json!({}));
+    }
+    drop(d);
+    // A socket file nobody listens on, as a killed daemon leaves it.
+    let stale = dir.join("stale.sock");
+    drop(UnixListener::bind(&stale).expect("bind"));
+    let d = Daemon::start(
+        OURS,
+        &dir,
+        &strings(&[
+            "--chardev",
+            &format!("socket,id=s,path={stale},server=on,wait=off"),
+            "--monitor",
+            "chardev=s",
+        ]),
+    );
+    let mut q = Qmp::connect(&stale);
+    q.negotiate();
+    q.cmd("query-version", json!({}));
+    drop(d);
+}

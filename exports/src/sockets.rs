@@ -142,6 +142,12 @@ pub fn tcp_listeners(
         }
     }
     match (listeners.is_empty(), first_error) {
+        // QEMU goes on to the next port on EADDRINUSE, and words the end
+        // of that search so.
+        (true, Some(e)) if e.kind() == io::ErrorKind::AddrInUse => Err(format!(
+            "Failed to find an available port: {}",
+            storage_block::strerror(&e)
+        )),
         (true, Some(e)) => Err(format!(
             "Failed to bind socket: {}",
             storage_block::strerror(&e)

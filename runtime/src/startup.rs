@@ -178,7 +178,8 @@ async fn start(
                             e.to_string()
                         }
                         ListenAddress::Fd(n) => format!("File descriptor '{n}' is not a socket"),
-                        _ => format!("Failed to bind socket: {}", storage_block::strerror(&e)),
+                        // exports::sockets words these as QEMU does.
+                        _ => e.to_string(),
                     })
                 })?;
                 if let ListenAddress::Unix(p) = &listen {

@@ -93,44 +93,28 @@ impl Events {
 /// A bound listening socket.
 pub enum Listener {
     Unix(tokio::net::UnixListener, PathBuf),
-    Tcp(tokio::net::TcpListener),
+    Tcp(Vec<tokio::net::TcpListener>),
 }
 
 impl Listener {
     /// Binds (or adopts) the address. Must run inside the tokio runtime.
     pub fn bind(addr: &ListenAddress) -> io::Result<Listener> {
         match addr {
-            ListenAddress::Unix(path) => {
-                // QEMU replaces a stale socket file.
-                if std::fs::symlink_metadata(path).is_ok_and(|m| {
-                    use std::os::unix::fs::FileTypeExt;
-                    m.file_type().is_socket()
-                }) {
-                    let _ = std::fs::remove_file(path);
-                }
-                Ok(Listener::Unix(
-                    tokio::net::UnixListener::bind(path)?,
-                    path.clone(),
-                ))
-            }
-            ListenAddress::Tcp { host, port } => {
-                let host = host.trim_start_matches('[').trim_end_matches(']');
-                let addrs: Vec<std::net::SocketAddr> = std::net::ToSocketAddrs::to_socket_addrs(
-                    &(host, port.parse::<u16>().map_err(invalid)?),
-                )?
-                .collect();
-                let addr = addrs.first().ok_or_else(|| invalid("no address"))?;
-                let std = std::net::TcpListener::bind(addr)?;
-                std.set_nonblocking(true)?;
-                Ok(Listener::Tcp(tokio::net::TcpListener::from_std(std)?))
-            }
+            ListenAddress::Unix(path) => Ok(Listener::Unix(
+                sockets::unix_listener(path).map_err(io::Error::other)?,
+                path.clone(),
+            )),
+            // Every address the name resolves to, as NBD's listener and QEMU.
+            ListenAddress::Tcp { host, port } => Ok(Listener::Tcp(
+                sockets::tcp_listeners(host, port, None, None).map_err(io::Error::other)?,
+            )),
             ListenAddress::Fd(fd) => {
                 // Checked first: a descriptor that is not an open socket
                 // must not be taken over (and later closed).
                 sockets::socket_domain(*fd)?;
                 match sockets::inherit_listener(*fd).map_err(io::Error::from)? {
                     sockets::Inherited::Unix(l) => Ok(Listener::Unix(l, PathBuf::new())),
-                    sockets::Inherited::Tcp(l) => Ok(Listener::Tcp(l)),
+                    sockets::Inherited::Tcp(l) => Ok(Listener::Tcp(vec![l])),
                 }
             }
         }
@@ -144,10 +128,6 @@ impl Listener {
             let _ = std::fs::remove_file(path);
         }
     }
-}
-
-fn invalid(e: impl ToString) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidInput, e.to_string())
 }
 
 /// Accepts monitor connections until `stop` turns true.
@@ -185,7 +165,18 @@ enum Conn {
 async fn accept(l: &Listener) -> io::Result<Conn> {
     match l {
         Listener::Unix(u, _) => u.accept().await.map(|(s, _)| Conn::Unix(s)),
-        Listener::Tcp(t) => t.accept().await.map(|(s, _)| Conn::Tcp(s)),
+        Listener::Tcp(ts) => {
+            // The first of the listeners with a connection waiting.
+            std::future::poll_fn(|cx| {
+                for t in ts {
+                    if let std::task::Poll::Ready(r) = t.poll_accept(cx) {
+                        return std::task::Poll::Ready(r.map(|(s, _)| Conn::Tcp(s)));
+                    }
+                }
+                std::task::Poll::Pending
+            })
+            .await
+        }
     }
 }
 
