@@ -111,9 +111,10 @@ fn pair(args: &[&str], setup: &dyn Fn(&TempDir)) -> [Side; 2] {
     [("qsd", QSD), ("ours", OURS)].map(|(name, bin)| {
         let dir = TempDir::new(&format!("diff-{name}"));
         setup(&dir);
-        let port = common::free_port();
-        let args: Vec<String> = args.iter().map(|a| subst(a, &dir, port)).collect();
-        let daemon = Daemon::start(bin, &dir, &args);
+        // Retries on another port when someone took `$PORT` first.
+        let (daemon, port) = common::start_on_free_port(bin, &dir, |port| {
+            args.iter().map(|a| subst(a, &dir, port)).collect()
+        });
         let qmp = daemon.qmp();
         Side {
             name,

@@ -9,6 +9,7 @@ pub mod cli;
 mod convert;
 pub mod daemon;
 pub mod lifecycle;
+mod qemu_json;
 pub mod qmp;
 pub mod startup;
 

@@ -32,7 +32,8 @@ use std::sync::OnceLock;
 
 use serde_json::{Map, Number, Value};
 
-use super::{numbers, order};
+use super::numbers;
+use crate::qemu_json::order;
 
 /// QAPI types by name, from entries in the format of the generated
 /// `type_info()`.
@@ -498,7 +499,7 @@ mod tests {
     }
 
     fn json_form(ty: &str, text: &str) -> Result<Value, String> {
-        let Value::Object(map) = super::super::json::parse(text)? else {
+        let Value::Object(map) = crate::qemu_json::json::parse(text)? else {
             panic!("not an object");
         };
         convert(&types(), ty, &map, Form::Json).map(Value::Object)

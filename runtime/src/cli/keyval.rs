@@ -14,7 +14,7 @@
 
 use serde_json::{Map, Value};
 
-use super::order;
+use crate::qemu_json::order;
 
 /// Longest key fragment QEMU accepts is 127 bytes.
 const MAX_FRAGMENT: usize = 128;

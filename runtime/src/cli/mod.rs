@@ -34,10 +34,8 @@
 
 mod chardev;
 mod convert;
-pub(crate) mod json;
 mod keyval;
 mod numbers;
-pub(crate) mod order;
 mod types;
 
 pub use chardev::{ChardevAddr, ChardevBackend, ChardevSpec, SocketChardev, parse_fd};
@@ -46,6 +44,8 @@ pub use convert::TypeInfo;
 use convert::Form;
 
 use serde_json::{Map, Value};
+
+use crate::qemu_json::{json, order};
 
 use crate::qapi;
 
@@ -458,15 +458,35 @@ pub fn convert_arg(
     implied_key: Option<&str>,
     types: &TypeInfo,
 ) -> Result<Map<String, Value>, String> {
-    let (tree, form) = if arg.starts_with('{') {
-        match json::parse(arg)? {
-            Value::Object(m) => (m, Form::Json),
-            _ => unreachable!("a JSON text starting with '{{' is an object"),
-        }
-    } else {
-        (keyval::parse_no_help(arg, implied_key)?, Form::Keyval)
-    };
+    let (tree, form, _) = arg_tree(arg, implied_key, false)?;
     convert::convert(types, type_name, &tree, form)
+}
+
+/// An option's argument as a tree, as qsd reads it: JSON if it starts
+/// with `{`, else keyval syntax with `implied_key` for a bare first
+/// value. With `help`, keyval's `help` is taken (the flag says so);
+/// without, it is an ordinary key.
+fn arg_tree(
+    arg: &str,
+    implied_key: Option<&str>,
+    help: bool,
+) -> Result<(Map<String, Value>, Form, bool), String> {
+    if arg.starts_with('{') {
+        return match json::parse(arg)? {
+            Value::Object(m) => Ok((m, Form::Json, false)),
+            _ => unreachable!("a JSON text starting with '{{' is an object"),
+        };
+    }
+    if help {
+        let parsed = keyval::parse(arg, implied_key)?;
+        Ok((parsed.tree, Form::Keyval, parsed.help))
+    } else {
+        Ok((
+            keyval::parse_no_help(arg, implied_key)?,
+            Form::Keyval,
+            false,
+        ))
+    }
 }
 
 /// [`convert_arg`] with the daemon's types, decoded into `T`; errors
@@ -548,18 +568,10 @@ fn monitor(r: &RawOption, types: &TypeInfo) -> Result<MonitorSpec, CliError> {
 /// `--object`: `user_creatable_process_cmdline()`.
 fn object(r: &RawOption, types: &TypeInfo) -> Result<CliOption, CliError> {
     let invalid = |e: String| CliError::invalid(&r.location, e);
-    let (tree, form) = if r.arg.starts_with('{') {
-        match json::parse(&r.arg).map_err(invalid)? {
-            Value::Object(m) => (m, Form::Json),
-            _ => unreachable!("a JSON text starting with '{{' is an object"),
-        }
-    } else {
-        let parsed = keyval::parse(&r.arg, Some("qom-type")).map_err(invalid)?;
-        if parsed.help {
-            return Ok(object_help(&parsed.tree, types));
-        }
-        (parsed.tree, Form::Keyval)
-    };
+    let (tree, form, help) = arg_tree(&r.arg, Some("qom-type"), true).map_err(invalid)?;
+    if help {
+        return Ok(object_help(&tree, types));
+    }
     let mut m = convert::convert(types, "ObjectOptions", &tree, form).map_err(invalid)?;
     let mut take = |k: &str| match m.remove(k) {
         Some(Value::String(s)) => s,

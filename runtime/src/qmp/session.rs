@@ -87,7 +87,7 @@ impl Session {
         };
         // QEMU's own JSON dialect (single-quoted strings, duplicate keys
         // refused) with its parser's error texts.
-        let value = match crate::cli::json::parse(&text) {
+        let value = match crate::qemu_json::json::parse(&text) {
             Ok(v) => v,
             Err(e) => return Action::Reply(error_reply(&generic(e), None)),
         };
@@ -119,7 +119,7 @@ impl Session {
         lookup: impl Fn(&str) -> Option<&'a CommandInfo>,
     ) -> Result<Action, QmpError> {
         let mut exec_key: Option<&'static str> = None;
-        for k in crate::cli::order::qdict_order(req.keys().map(String::as_str)) {
+        for k in crate::qemu_json::order::qdict_order(req.keys().map(String::as_str)) {
             match k {
                 "execute" | "exec-oob" if k == "execute" || self.oob => {
                     if !req[k].is_string() {
