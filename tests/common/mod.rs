@@ -104,7 +104,7 @@ pub fn free_port() -> u16 {
 /// on a fresh TCP port; when another process took the port between
 /// [`free_port`] and the daemon's bind ("Address already in use"), tries
 /// again with another. Returns once the command line has taken effect
-/// (both daemons greet on the monitor only then), with the port.
+/// (the monitor answered a command), with the port.
 pub fn start_on_free_port(
     bin: &str,
     dir: &TempDir,
@@ -136,12 +136,13 @@ pub fn start_on_free_port(
                 }
                 panic!("{bin} exited ({status}) at startup on port {port}: {err}");
             }
-            if let Ok(mut s) = UnixStream::connect(&qmp) {
-                s.set_read_timeout(Some(TIMEOUT)).expect("timeout");
-                let mut b = [0u8; 1];
-                // Greeted: startup is over. Or closed: the daemon is
-                // exiting (seen at the next try_wait).
-                if matches!(s.read(&mut b), Ok(1)) {
+            if let Ok(s) = UnixStream::connect(&qmp) {
+                // A reply, not the greeting, says startup is over: qsd
+                // greets from its monitor thread at once but runs
+                // commands in its main loop, which starts only after
+                // the command line took effect. No reply: the daemon
+                // is exiting (seen at the next try_wait).
+                if startup_done(s) {
                     return (d, port);
                 }
             }
@@ -150,6 +151,30 @@ pub fn start_on_free_port(
         }
     }
     unreachable!("the last attempt returns or panics")
+}
+
+/// Negotiates on a fresh monitor connection; true once a reply comes.
+fn startup_done(s: UnixStream) -> bool {
+    use std::io::{BufRead, BufReader, Write};
+    if s.set_read_timeout(Some(TIMEOUT)).is_err() {
+        return false;
+    }
+    let mut w = match s.try_clone() {
+        Ok(w) => w,
+        Err(_) => return false,
+    };
+    let mut r = BufReader::new(s);
+    let mut line = String::new();
+    if !matches!(r.read_line(&mut line), Ok(n) if n > 0) {
+        return false;
+    }
+    if w.write_all(b"{\"execute\": \"qmp_capabilities\"}\n")
+        .is_err()
+    {
+        return false;
+    }
+    line.clear();
+    matches!(r.read_line(&mut line), Ok(_) if line.contains("\"return\""))
 }
 
 /// A daemon process; killed (if still running) when dropped.
