@@ -30,7 +30,7 @@ use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Daemon, OURS, QSD, Qmp, TempDir, strings};
+use common::{Daemon, OURS, QSD, Qmp, TempDir, is_mounted, strings};
 use serde_json::{Value, json};
 
 const MIB: u64 = 1 << 20;
@@ -49,14 +49,6 @@ fn preflight() -> bool {
     common::require(QSD);
     common::require("fallocate");
     true
-}
-
-/// Whether `path` is a mount point now.
-fn is_mounted(path: &str) -> bool {
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap_or_default()
-        .lines()
-        .any(|l| l.split(' ').nth(4) == Some(path))
 }
 
 /// A negotiated connection to the daemon's monitor. qsd serves one

@@ -15,29 +15,8 @@ use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Daemon, OURS, TempDir, create_image, require, tool_ok};
+use common::{Daemon, OURS, TempDir, can_mount, create_image, is_mounted, require, tool_ok};
 use serde_json::json;
-
-/// Whether the tests can mount: false (with a printed reason) when not
-/// root; as root a missing /dev/fuse is a failure.
-fn can_mount(test: &str) -> bool {
-    // SAFETY: geteuid cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("{test}: skipped: mounting FUSE exports needs root");
-        return false;
-    }
-    assert!(
-        std::path::Path::new("/dev/fuse").exists(),
-        "/dev/fuse is missing: load the fuse module (modprobe fuse) to run the FUSE tests"
-    );
-    true
-}
-
-/// Whether something is mounted on `path` (canonical).
-fn is_mounted(path: &str) -> bool {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
-    info.lines().any(|l| l.split(' ').nth(4) == Some(path))
-}
 
 /// A scratch directory with an image, a mountpoint file and a daemon
 /// exporting the image there. Dropping it kills the daemon and detaches

@@ -12,30 +12,12 @@ use std::fs::File;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Daemon, OURS, TempDir};
+use common::{Daemon, OURS, TempDir, can_mount, is_mounted};
 use serde_json::json;
 
 /// Far longer than any wait of the tests: a request that was not
 /// abandoned shows as a timeout.
 const LATENCY_NS: u64 = 120_000_000_000;
-
-fn can_mount(test: &str) -> bool {
-    // SAFETY: geteuid cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("{test}: skipped: mounting FUSE exports needs root");
-        return false;
-    }
-    assert!(
-        std::path::Path::new("/dev/fuse").exists(),
-        "/dev/fuse is missing: load the fuse module to run the FUSE tests"
-    );
-    true
-}
-
-fn is_mounted(path: &str) -> bool {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
-    info.lines().any(|l| l.split(' ').nth(4) == Some(path))
-}
 
 /// Waits for `cond`, failing loudly after [`common::TIMEOUT`].
 fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {

@@ -7,7 +7,6 @@ mod common;
 
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixListener;
-use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 
 use serde_json::json;
@@ -160,16 +159,7 @@ fn spawn_with_fd(fd: i32, args: &[String]) -> Daemon {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
-    // SAFETY: only fcntl(2), async-signal-safe, runs in the forked child.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::fcntl(fd, libc::F_SETFD, 0) == 0 {
-                Ok(())
-            } else {
-                Err(std::io::Error::last_os_error())
-            }
-        });
-    }
+    common::inherit_fd(&mut cmd, fd);
     Daemon {
         child: cmd.spawn().expect("spawn the daemon"),
         qmp_path: None,

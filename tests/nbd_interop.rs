@@ -13,7 +13,6 @@ mod common;
 
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixListener;
-use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 
 use common::{QSD, TempDir, create_image, nbdsh_script, tool_ok};
@@ -52,17 +51,7 @@ fn scenario(bin: &str) {
     .stdin(Stdio::null())
     .stdout(Stdio::null())
     .stderr(Stdio::piped());
-    // SAFETY: only fcntl(2), async-signal-safe, runs in the forked child:
-    // the listener's descriptor survives exec there and nowhere else.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::fcntl(fd, libc::F_SETFD, 0) == 0 {
-                Ok(())
-            } else {
-                Err(std::io::Error::last_os_error())
-            }
-        });
-    }
+    common::inherit_fd(&mut cmd, fd);
     let mut child = common::Daemon {
         child: cmd.spawn().unwrap_or_else(|e| panic!("start {bin}: {e}")),
         qmp_path: None,

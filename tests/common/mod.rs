@@ -173,8 +173,40 @@ fn startup_done(s: UnixStream) -> bool {
     {
         return false;
     }
-    line.clear();
-    matches!(r.read_line(&mut line), Ok(_) if line.contains("\"return\""))
+    // qsd now and then greets a connection made right after a closed one
+    // twice; a greeting is not the answer.
+    loop {
+        line.clear();
+        match r.read_line(&mut line) {
+            Ok(n) if n > 0 && line.contains("\"QMP\"") => continue,
+            Ok(n) if n > 0 => return line.contains("\"return\""),
+            _ => return false,
+        }
+    }
+}
+
+/// True when FUSE mount tests can run here: root is needed (else the
+/// test says it skipped), and a missing /dev/fuse is a failure that says
+/// what to load.
+pub fn can_mount(test: &str) -> bool {
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("{test}: skipped: mounting FUSE exports needs root");
+        return false;
+    }
+    assert!(
+        std::path::Path::new("/dev/fuse").exists(),
+        "/dev/fuse is missing: load the fuse module (modprobe fuse) to run the FUSE tests"
+    );
+    true
+}
+
+/// Whether something is mounted on `path` (canonical).
+pub fn is_mounted(path: &str) -> bool {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.split(' ').nth(4) == Some(path))
 }
 
 /// A daemon process; killed (if still running) when dropped.
@@ -720,6 +752,23 @@ pub struct NbdDaemon {
 }
 
 impl NbdDaemon {
+    fn args(
+        img: &str,
+        node_extra: &str,
+        addr: &NbdAddr,
+        server_extra: &str,
+        export: &str,
+    ) -> Vec<String> {
+        vec![
+            "--blockdev".to_string(),
+            format!("driver=file,node-name=f,filename={img}{node_extra}"),
+            "--nbd-server".to_string(),
+            format!("{}{server_extra}", addr.server_opts()),
+            "--export".to_string(),
+            format!("type=nbd,id=e,node-name=f,{export}"),
+        ]
+    }
+
     /// Starts `bin` with a file node `f` on `img` (`node_extra` appended
     /// to the `--blockdev`), an NBD server on `addr` (`server_extra`
     /// appended) and `type=nbd,id=e,node-name=f,` + `export`.
@@ -732,14 +781,7 @@ impl NbdDaemon {
         server_extra: &str,
         export: &str,
     ) -> NbdDaemon {
-        let args = vec![
-            "--blockdev".to_string(),
-            format!("driver=file,node-name=f,filename={img}{node_extra}"),
-            "--nbd-server".to_string(),
-            format!("{}{server_extra}", addr.server_opts()),
-            "--export".to_string(),
-            format!("type=nbd,id=e,node-name=f,{export}"),
-        ];
+        let args = Self::args(img, node_extra, &addr, server_extra, export);
         let mut daemon = Daemon::start(bin, dir, &args);
         addr.wait(&mut daemon);
         NbdDaemon {
@@ -766,14 +808,7 @@ impl NbdDaemon {
     ) -> NbdDaemon {
         let (daemon, port) = start_on_free_port(bin, dir, |port| {
             let addr = NbdAddr::Tcp(host.to_string(), port);
-            vec![
-                "--blockdev".to_string(),
-                format!("driver=file,node-name=f,filename={img}{node_extra}"),
-                "--nbd-server".to_string(),
-                format!("{}{server_extra}", addr.server_opts()),
-                "--export".to_string(),
-                format!("type=nbd,id=e,node-name=f,{export}"),
-            ]
+            Self::args(img, node_extra, &addr, server_extra, export)
         });
         NbdDaemon {
             daemon,
@@ -817,5 +852,21 @@ pub fn nbd_go_unix(sock: &str, name: &str) -> UnixStream {
         if ty == 1 {
             return s;
         }
+    }
+}
+
+/// Lets `fd` survive exec into `cmd`'s child (close-on-exec is cleared
+/// there only), as a parent passing a listening socket does.
+pub fn inherit_fd(cmd: &mut Command, fd: i32) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: only fcntl(2), async-signal-safe, runs in the forked child.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::fcntl(fd, libc::F_SETFD, 0) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
     }
 }

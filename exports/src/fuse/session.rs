@@ -609,14 +609,7 @@ mod tests {
         for size in [u64::MAX, i64::MAX as u64 + 1] {
             assert_eq!(err(s.handle(set_size(size), &mut b, 0).await), libc::EINVAL);
         }
-        let fa = |offset, length, mode| {
-            Request::Fallocate(codec::FallocateIn {
-                fh: 0,
-                offset,
-                length,
-                mode,
-            })
-        };
+        let fa = fallocate;
         for (off, len, mode) in [
             (u64::MAX, 2, 0),
             (i64::MAX as u64, 1, 0),
@@ -726,18 +719,20 @@ mod tests {
         );
     }
 
+    fn fallocate(offset: u64, length: u64, mode: u32) -> Request {
+        Request::Fallocate(codec::FallocateIn {
+            fh: 0,
+            offset,
+            length,
+            mode,
+        })
+    }
+
     #[tokio::test]
     async fn fallocate_modes() {
         let (_d, dev) = file_node(1 << 20);
         let s = session(dev.clone(), true, false);
-        let fa = |offset, length, mode| {
-            Request::Fallocate(codec::FallocateIn {
-                fh: 0,
-                offset,
-                length,
-                mode,
-            })
-        };
+        let fa = fallocate;
         let mut b = IoBuf::new();
         written(write(&s, 0, &[0xaa; 8192]).await);
         let ok = |r: Reply| assert!(matches!(r, Reply::Small { len: 0, .. }), "{r:?}");
