@@ -6,6 +6,9 @@
 //! /etc/resolv.conf points at a UDP socket of this test that never
 //! answers, so every DNS lookup waits for the resolver's timeout.
 
+// Needs the NBD backend (nbd-server-start).
+#![cfg(feature = "nbd")]
+
 mod common;
 
 use std::net::UdpSocket;
