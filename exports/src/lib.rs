@@ -15,4 +15,7 @@ pub mod nbd;
 #[cfg(feature = "fuse")]
 pub mod fuse;
 
+#[cfg(feature = "virtio-engine")]
+pub mod virtio_blk;
+
 pub use registry::{Export, ExportError, ExportRegistry};

@@ -1,0 +1,1 @@
+//! A driver side for tests and fuzzing (filled in below).
