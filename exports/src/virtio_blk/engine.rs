@@ -12,7 +12,7 @@ use virtio_queue::DescriptorChain;
 use vm_memory::{Bytes, GuestMemory};
 
 use super::config::{MAX_DISCARD_SECTORS, MAX_WRITE_ZEROES_SECTORS};
-use super::request::{self, Cursor, Request};
+use super::request::{self, ChainError, Cursor, Request};
 use super::{BlkOptions, SECTOR_SHIFT, SECTOR_SIZE};
 use crate::buffers::BufferPool;
 
@@ -92,17 +92,27 @@ impl Engine {
         M: Deref + Clone + Send + Sync,
         M::Target: GuestMemory + Send + Sync,
     {
+        self.process_chain(chain).await.unwrap_or(0)
+    }
+
+    /// [`Engine::process`], saying why a broken chain was not served (for
+    /// the transport's log: qsd prints these and drops the chain, or, for
+    /// descriptors it cannot map, stops the device).
+    pub async fn process_chain<M>(&self, chain: DescriptorChain<M>) -> Result<u32, ChainError>
+    where
+        M: Deref + Clone + Send + Sync,
+        M::Target: GuestMemory + Send + Sync,
+    {
         let mem = chain.memory();
-        let req = match request::parse(chain.clone(), mem) {
-            Ok(r) => r,
-            Err(_) => return 0,
-        };
+        let req = request::parse(chain.clone(), mem)?;
         let status = self.serve(mem, &req).await;
-        // The status byte was checked against guest memory by parse().
-        match mem.write_slice(&[status], req.status) {
-            Ok(()) => req.in_len,
-            Err(_) => 0,
-        }
+        // parse() checked the status byte against guest memory.
+        mem.write_slice(&[status], req.status)
+            .map_err(|_| ChainError::OutsideMemory {
+                addr: req.status.0,
+                len: 1,
+            })?;
+        Ok(req.in_len)
     }
 
     /// The status of one parsed request.

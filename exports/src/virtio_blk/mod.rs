@@ -14,9 +14,12 @@ pub mod config;
 pub mod engine;
 pub mod fuzz;
 pub mod request;
+#[cfg(test)]
+mod tests;
 
 pub use config::{BlkConfig, ConfigError, device_features};
 pub use engine::Engine;
+pub use request::ChainError;
 
 /// What an export asks of its virtio-blk device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
