@@ -729,6 +729,27 @@ fn descriptors_may_straddle_memory_regions() {
     assert_eq!(driver.read(at, 4096).expect("data"), pattern(4096));
 }
 
+#[test]
+fn chunks_cut_segments_into_windows() {
+    use vm_memory::GuestAddress;
+    let seg = |a: u64, l: u32| request::Segment {
+        addr: GuestAddress(a),
+        len: l,
+    };
+    let segs = [seg(0, 300), seg(1000, 500), seg(5000, 200)];
+    let c = engine::chunks(&segs, 512);
+    assert_eq!(
+        c,
+        [
+            (0, vec![seg(0, 300), seg(1000, 212)]),
+            (512, vec![seg(1212, 288), seg(5000, 200)]),
+        ]
+    );
+    assert_eq!(engine::chunks(&segs, 1000).len(), 1);
+    assert_eq!(engine::chunks(&[seg(0, 2048)], 512).len(), 4);
+    assert!(engine::chunks(&[], 512).is_empty());
+}
+
 // -- real nodes --------------------------------------------------------------
 
 /// A private scratch directory, removed on drop.
@@ -825,4 +846,83 @@ fn process_future_is_send() {
     send(&fut);
     fn shared<T: Send + Sync>() {}
     shared::<Engine>();
+}
+
+/// 1 MiB sequential reads and writes through the engine against a `file`
+/// node on /dev/shm (what bench/vhost-user-blk.sh measures end to end),
+/// next to a plain `pread` of the same sizes into guest memory: the
+/// engine's own cost. A measurement, not a check: run with
+/// `cargo test --release -p storage-exports --features vhost-user-blk
+/// --lib bench_1mib -- --ignored --nocapture`.
+#[test]
+#[ignore = "a benchmark; run by hand with --release"]
+fn bench_1mib_sequential() {
+    use std::os::fd::AsRawFd;
+    use std::time::Instant;
+    const IMG: usize = 256 * MIB;
+    const ROUNDS: usize = 4;
+    let dir = std::path::PathBuf::from(format!("/dev/shm/virtio-blk-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let path = dir.join("img");
+    std::fs::write(&path, pattern(IMG)).expect("image");
+    let graph = BlockGraph::new();
+    let o = BlockdevOptions::new(DriverOptions::File(FileOptions::new(
+        &path.to_string_lossy(),
+    )))
+    .named("f");
+    graph.add(&o).expect("node");
+    let mut rig = Rig::new(graph.get("f").expect("node"), &opts(512, true));
+    let per = IMG / MIB;
+    rig.driver.write(BUF, &pattern(MIB)).expect("data");
+
+    for (name, t) in [("read", VIRTIO_BLK_T_IN), ("write", VIRTIO_BLK_T_OUT)] {
+        let start = Instant::now();
+        for _ in 0..ROUNDS {
+            for i in 0..per {
+                rig.driver
+                    .write(HDR, &header(t, (i * MIB / 512) as u64))
+                    .expect("hdr");
+                let data = if t == VIRTIO_BLK_T_IN {
+                    Desc::w(BUF, MIB as u32)
+                } else {
+                    Desc::r(BUF, MIB as u32)
+                };
+                let used = rig
+                    .submit(&[Desc::r(HDR, 16), data, Desc::w(STATUS, 1)])
+                    .expect("served");
+                assert!(used > 0 && rig.status() == OK);
+            }
+        }
+        let s = start.elapsed().as_secs_f64();
+        println!("engine {name}: {:.0} MiB/s", (ROUNDS * per) as f64 / s);
+    }
+    // The floor: pread straight into guest memory.
+    let f = std::fs::File::open(&path).expect("open");
+    let mem = rig.driver.memory();
+    let host = vm_memory::GuestMemory::get_slices(
+        &*mem,
+        vm_memory::GuestAddress(BUF),
+        MIB,
+        vm_memory::Permissions::Write,
+    )
+    .expect("slice")
+    .next()
+    .expect("one slice")
+    .expect("slice")
+    .ptr_guard_mut()
+    .as_ptr();
+    let start = Instant::now();
+    for _ in 0..ROUNDS {
+        for i in 0..per {
+            // SAFETY: `host` maps MIB bytes of guest memory held by `mem`.
+            let r = unsafe { libc::pread(f.as_raw_fd(), host.cast(), MIB, (i * MIB) as i64) };
+            assert_eq!(r, MIB as isize);
+        }
+    }
+    let s = start.elapsed().as_secs_f64();
+    println!(
+        "pread into guest memory: {:.0} MiB/s",
+        (ROUNDS * per) as f64 / s
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
