@@ -159,6 +159,30 @@ async fn file_scatter_gather_direct() {
     roundtrip(Scratch::on_disk(), true).await;
 }
 
+/// More pieces than one system call takes (UIO_MAXIOV is 1024).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_pieces_than_iov_max() {
+    for s in [Scratch::new(), Scratch::on_disk()] {
+        let img = s.image("m.img", 4 << 20);
+        let g = BlockGraph::new();
+        g.add(&file("f", &img)).unwrap();
+        let dev = g.get("f").unwrap();
+        let mem = Mem::new(4 << 20);
+        let pieces: Vec<(usize, usize)> = (0..1500).map(|i| (i * 1024, 512)).collect();
+        let data = pattern(1500 * 512, 3);
+        for (i, &(o, l)) in pieces.iter().enumerate() {
+            mem.set(o, &data[i * 512..i * 512 + l]);
+        }
+        dev.writev(4096, mem.iov(&pieces), false).await.unwrap();
+        assert_eq!(read(&*dev, 4096, data.len()).await, data);
+        let back: Vec<(usize, usize)> = pieces.iter().map(|&(o, l)| (o + 512, l)).collect();
+        dev.readv(4096, mem.iov(&back)).await.unwrap();
+        for (i, &(o, l)) in back.iter().enumerate() {
+            assert_eq!(mem.get(o, l), data[i * 512..i * 512 + l], "piece {i}");
+        }
+    }
+}
+
 #[tokio::test]
 async fn tail_past_end_of_file_reads_zeroes() {
     let s = Scratch::new();
