@@ -1,0 +1,94 @@
+//! The few parts of the vhost-user wire format the relay looks at: the
+//! 12-byte message header and the requests it snoops on. Bytes in, values
+//! out; no sockets. Everything else is vhost-user-backend's to parse.
+
+/// `request`, `flags`, `size`: three little-endian u32s.
+pub const HEADER_LEN: usize = 12;
+
+/// The largest payload vhost (and libvhost-user) take; a bigger `size`
+/// cannot be a valid message, so the relay ends the connection.
+pub const MAX_PAYLOAD: usize = 0x1000;
+
+/// At most this many descriptors come with one message (vhost's
+/// `MAX_ATTACHED_FD_ENTRIES`).
+pub const MAX_FDS: usize = 32;
+
+/// Front-end requests the relay snoops on.
+pub const SET_PROTOCOL_FEATURES: u32 = 16;
+pub const SET_BACKEND_REQ_FD: u32 = 21;
+
+/// The back-end request that tells the front end to re-read the config
+/// space.
+pub const BACKEND_CONFIG_CHANGE_MSG: u32 = 5;
+
+/// Header flags: the version (1), "this is a reply", "reply wanted".
+pub const FLAG_VERSION_1: u32 = 0x1;
+pub const FLAG_REPLY: u32 = 0x4;
+pub const FLAG_NEED_REPLY: u32 = 0x8;
+
+/// `VHOST_USER_PROTOCOL_F_REPLY_ACK`.
+pub const PROTOCOL_F_REPLY_ACK: u64 = 1 << 3;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    pub request: u32,
+    pub flags: u32,
+    pub size: u32,
+}
+
+impl Header {
+    pub fn parse(b: &[u8; HEADER_LEN]) -> Header {
+        let word = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+        Header {
+            request: word(0),
+            flags: word(4),
+            size: word(8),
+        }
+    }
+
+    pub fn bytes(&self) -> [u8; HEADER_LEN] {
+        let mut b = [0; HEADER_LEN];
+        b[0..4].copy_from_slice(&self.request.to_le_bytes());
+        b[4..8].copy_from_slice(&self.flags.to_le_bytes());
+        b[8..12].copy_from_slice(&self.size.to_le_bytes());
+        b
+    }
+}
+
+/// The config-change message: version 1, a reply wanted only when the
+/// front end negotiated REPLY_ACK, no payload.
+pub fn config_change(reply_ack: bool) -> [u8; HEADER_LEN] {
+    let flags = FLAG_VERSION_1 | if reply_ack { FLAG_NEED_REPLY } else { 0 };
+    Header {
+        request: BACKEND_CONFIG_CHANGE_MSG,
+        flags,
+        size: 0,
+    }
+    .bytes()
+}
+
+/// The u64 payload of a message (protocol features, a reply's status),
+/// if it has exactly that.
+pub fn u64_payload(payload: &[u8]) -> Option<u64> {
+    let b: [u8; 8] = payload.try_into().ok()?;
+    Some(u64::from_le_bytes(b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_round_trip_and_config_change() {
+        let h = Header {
+            request: 21,
+            flags: 0x9,
+            size: 8,
+        };
+        assert_eq!(Header::parse(&h.bytes()), h);
+        assert_eq!(config_change(false), [5, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(config_change(true), [5, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(u64_payload(&7u64.to_le_bytes()), Some(7));
+        assert_eq!(u64_payload(&[1, 2, 3]), None);
+    }
+}
