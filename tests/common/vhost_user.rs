@@ -407,13 +407,17 @@ impl Front {
     /// A full setup for I/O on queue 0: negotiate (REPLY_ACK, CONFIG,
     /// MQ), memory, queue 0.
     pub fn setup(&mut self) {
-        self.negotiate(
-            PROTOCOL_F_REPLY_ACK | PROTOCOL_F_CONFIG | PROTOCOL_F_MQ,
-            false,
-        );
-        assert_eq!(self.set_mem_table(), Some(0), "SET_MEM_TABLE acked");
+        self.setup_with(PROTOCOL_F_REPLY_ACK | PROTOCOL_F_CONFIG | PROTOCOL_F_MQ);
+    }
+
+    /// [`Front::setup`] acking `protocol` (of what is offered).
+    pub fn setup_with(&mut self, protocol: u64) {
+        self.negotiate(protocol, false);
+        // Without REPLY_ACK there is no status to check.
+        let want = self.reply_ack.then_some(0);
+        assert_eq!(self.set_mem_table(), want, "SET_MEM_TABLE acked");
         for a in self.setup_queue(0, 0) {
-            assert_eq!(a, Some(0), "queue setup acked");
+            assert_eq!(a, want, "queue setup acked");
         }
     }
 

@@ -93,16 +93,23 @@ impl Inflight {
         self.total.fetch_add(1, Ordering::SeqCst);
     }
 
-    fn leave(&self, q: usize) {
+    /// The export-wide count drops first: a driver that sees the used
+    /// entry and then asks for `block-export-del` (safe) must find the
+    /// export idle, as it would in qsd's single thread.
+    fn leave_export(&self) {
+        if self.total.fetch_sub(1, Ordering::SeqCst) == 1 {
+            (self.on_idle)();
+        }
+    }
+
+    /// The queue's count drops once the chain is on the used ring.
+    fn leave_queue(&self, q: usize) {
         if let Some((m, cv)) = self.queues.get(q) {
             let mut n = Self::lock(m);
             *n = n.saturating_sub(1);
             if *n == 0 {
                 cv.notify_all();
             }
-        }
-        if self.total.fetch_sub(1, Ordering::SeqCst) == 1 {
-            (self.on_idle)();
         }
     }
 
@@ -134,11 +141,22 @@ impl Inflight {
 struct InflightGuard {
     inflight: Arc<Inflight>,
     queue: usize,
+    export_counted: bool,
+}
+
+impl InflightGuard {
+    /// The request is done; only its used entry is left to write.
+    fn done(&mut self) {
+        if std::mem::take(&mut self.export_counted) {
+            self.inflight.leave_export();
+        }
+    }
 }
 
 impl Drop for InflightGuard {
     fn drop(&mut self) {
-        self.inflight.leave(self.queue);
+        self.done();
+        self.inflight.leave_queue(self.queue);
     }
 }
 
@@ -214,12 +232,14 @@ impl BlkBackend {
                 let engine = self.engine.clone();
                 let vring = vring.clone();
                 self.inflight.enter(q);
-                let guard = InflightGuard {
+                let mut guard = InflightGuard {
                     inflight: self.inflight.clone(),
                     queue: q,
+                    export_counted: true,
                 };
                 self.runtime.spawn(async move {
                     let len = engine.process(chain).await;
+                    guard.done();
                     // add_used fails only for a head index the queue
                     // itself handed out as valid.
                     if vring.add_used(head, len).is_ok()

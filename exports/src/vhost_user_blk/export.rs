@@ -25,7 +25,6 @@ use vm_memory::{GuestMemoryAtomic, GuestMemoryMmap};
 use super::backend::{BlkBackend, Inflight, MAX_QUEUE_SIZE};
 use super::options::{VhostUserBlkOptions, VhostUserListen};
 use super::relay::{self, BackendChannel};
-use super::wire;
 use crate::registry::{BoxFuture, Export, ExportError};
 use crate::sockets::{self, Inherited};
 use crate::virtio_blk::{BlkConfig, BlkOptions, Engine};
@@ -306,17 +305,11 @@ impl Shared {
 
     /// Tells the attached front end that the capacity changed.
     fn notify_resize(&self) -> Result<(), relay::RelayError> {
-        let (fd, reply_ack) = {
-            let c = lock(&self.channel);
-            let Some(fd) = c.fd.as_ref() else {
-                return Ok(());
-            };
-            (
-                fd.try_clone()?,
-                c.acked_protocol & wire::PROTOCOL_F_REPLY_ACK != 0,
-            )
+        let fd = match lock(&self.channel).fd.as_ref() {
+            Some(fd) => fd.try_clone()?,
+            None => return Ok(()),
         };
-        relay::send_config_change(&fd, reply_ack)
+        relay::send_config_change(&fd)
     }
 }
 

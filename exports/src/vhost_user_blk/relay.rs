@@ -4,8 +4,8 @@
 //! whole and with their descriptors, to the library over a private
 //! socket (and its replies back). The relay keeps what the library gives
 //! no access to: a duplicate of the front end's backend channel
-//! (`SET_BACKEND_REQ_FD`) and the protocol features it acked, so that a
-//! resize can send the config-change message on that channel.
+//! (`SET_BACKEND_REQ_FD`), so that a resize can send the config-change
+//! message on that channel.
 //!
 //! Only control messages pass here; requests travel through shared
 //! memory and eventfds that go straight to the library's worker.
@@ -14,7 +14,6 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::sync::Mutex;
-use std::time::Duration;
 
 use super::wire::{self, HEADER_LEN, Header, MAX_FDS, MAX_PAYLOAD};
 
@@ -29,9 +28,6 @@ pub enum RelayError {
     TooManyFds,
     /// The peer closed in the middle of a message.
     Truncated,
-    /// The front end did not acknowledge a config change in time, or
-    /// answered something else.
-    NoAck,
 }
 
 impl std::fmt::Display for RelayError {
@@ -41,7 +37,6 @@ impl std::fmt::Display for RelayError {
             RelayError::TooBig(n) => write!(f, "message of {n} bytes is too big"),
             RelayError::TooManyFds => write!(f, "too many file descriptors in a message"),
             RelayError::Truncated => write!(f, "connection closed within a message"),
-            RelayError::NoAck => write!(f, "no reply to the config-change message"),
         }
     }
 }
@@ -59,8 +54,6 @@ impl From<io::Error> for RelayError {
 pub struct BackendChannel {
     /// Our duplicate of the descriptor of `SET_BACKEND_REQ_FD`.
     pub fd: Option<OwnedFd>,
-    /// The protocol features of `SET_PROTOCOL_FEATURES`.
-    pub acked_protocol: u64,
 }
 
 /// One message: header and payload, and its descriptors.
@@ -218,18 +211,10 @@ fn lock(m: &Mutex<BackendChannel>) -> std::sync::MutexGuard<'_, BackendChannel> 
 /// Remembers what a front-end message tells about the backend channel.
 fn snoop(m: &Msg, channel: &Mutex<BackendChannel>) {
     let h = m.header();
-    match h.request {
-        wire::SET_PROTOCOL_FEATURES => {
-            if let Some(f) = wire::u64_payload(&m.bytes[HEADER_LEN..]) {
-                lock(channel).acked_protocol = f;
-            }
-        }
-        wire::SET_BACKEND_REQ_FD => {
-            if let Some(fd) = m.fds.first() {
-                lock(channel).fd = fd.try_clone().ok();
-            }
-        }
-        _ => {}
+    if h.request == wire::SET_BACKEND_REQ_FD
+        && let Some(fd) = m.fds.first()
+    {
+        lock(channel).fd = fd.try_clone().ok();
     }
 }
 
@@ -279,75 +264,11 @@ pub fn relay(
     }
 }
 
-/// How long a front end may take to acknowledge a config change.
-const ACK_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Sends the config-change message on a backend channel and, with
-/// REPLY_ACK, waits for its acknowledgement.
-pub fn send_config_change(fd: &impl AsFd, reply_ack: bool) -> Result<(), RelayError> {
-    let raw = fd.as_fd().as_raw_fd();
-    send_all(raw, &wire::config_change(reply_ack), &[])?;
-    if !reply_ack {
-        return Ok(());
-    }
-    let mut reply = [0u8; HEADER_LEN + 8];
-    let mut got = 0;
-    let deadline = std::time::Instant::now() + ACK_TIMEOUT;
-    while got < reply.len() {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        let mut p = libc::pollfd {
-            fd: raw,
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: poll on one descriptor we hold.
-        let r = unsafe { libc::poll(&mut p, 1, left.as_millis() as libc::c_int) };
-        if r == 0 {
-            return Err(RelayError::NoAck);
-        }
-        if r < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e.into());
-        }
-        // SAFETY: recv into the rest of our buffer; MSG_DONTWAIT keeps a
-        // blocking descriptor (shared with the library) from blocking.
-        let n = unsafe {
-            libc::recv(
-                raw,
-                reply[got..].as_mut_ptr().cast(),
-                reply.len() - got,
-                libc::MSG_DONTWAIT,
-            )
-        };
-        if n == 0 {
-            return Err(RelayError::Truncated);
-        }
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if matches!(
-                e.kind(),
-                io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock
-            ) {
-                continue;
-            }
-            return Err(e.into());
-        }
-        got += n as usize;
-    }
-    let mut head = [0u8; HEADER_LEN];
-    head.copy_from_slice(&reply[..HEADER_LEN]);
-    let h = Header::parse(&head);
-    let status = wire::u64_payload(&reply[HEADER_LEN..]);
-    if h.request != wire::BACKEND_CONFIG_CHANGE_MSG
-        || h.flags & wire::FLAG_REPLY == 0
-        || status != Some(0)
-    {
-        return Err(RelayError::NoAck);
-    }
-    Ok(())
+/// Sends the config-change message on a backend channel. qsd asks for
+/// no acknowledgement, and neither do we: a front end that is slow to
+/// read it does not hold up `block_resize`.
+pub fn send_config_change(fd: &impl AsFd) -> Result<(), RelayError> {
+    send_all(fd.as_fd().as_raw_fd(), &wire::config_change(), &[])
 }
 
 #[cfg(test)]
@@ -361,15 +282,16 @@ mod tests {
         let channel = Mutex::new(BackendChannel::default());
         std::thread::scope(|s| {
             let t = s.spawn(|| relay(&front, &back, &channel));
-            // SET_PROTOCOL_FEATURES with REPLY_ACK, then a backend channel.
+            // SET_PROTOCOL_FEATURES (16) with a payload, then a backend
+            // channel.
             let mut m = wire::Header {
-                request: wire::SET_PROTOCOL_FEATURES,
+                request: 16,
                 flags: 1,
                 size: 8,
             }
             .bytes()
             .to_vec();
-            m.extend_from_slice(&wire::PROTOCOL_F_REPLY_ACK.to_le_bytes());
+            m.extend_from_slice(&(1u64 << 3).to_le_bytes());
             send_all(fe.as_raw_fd(), &m, &[]).expect("send");
             let (chan_ours, chan_theirs) = UnixStream::pair().expect("pair");
             let h = wire::Header {
@@ -394,33 +316,20 @@ mod tests {
             send_all(be.as_raw_fd(), &r, &[]).expect("send");
             let got = read_msg(fe.as_raw_fd()).expect("read").expect("message");
             assert_eq!(got.bytes, r);
-            {
-                let c = lock(&channel);
-                assert_eq!(c.acked_protocol, wire::PROTOCOL_F_REPLY_ACK);
-                assert!(c.fd.is_some(), "kept a duplicate of the backend channel");
-            }
+            assert!(
+                lock(&channel).fd.is_some(),
+                "kept a duplicate of the backend channel"
+            );
             // The config change reaches the front end's end of the channel.
-            let ack = std::thread::spawn(move || {
-                let mut b = [0u8; HEADER_LEN];
-                let mut fds = Vec::new();
-                recv_exact(chan_ours.as_raw_fd(), &mut b, &mut fds).expect("recv");
-                let mut reply = wire::Header {
-                    request: 5,
-                    flags: 5,
-                    size: 8,
-                }
-                .bytes()
-                .to_vec();
-                reply.extend_from_slice(&0u64.to_le_bytes());
-                send_all(chan_ours.as_raw_fd(), &reply, &[]).expect("ack");
-                b
-            });
             {
                 let c = lock(&channel);
                 let fd = c.fd.as_ref().expect("channel");
-                send_config_change(fd, true).expect("acknowledged");
+                send_config_change(fd).expect("sent");
             }
-            assert_eq!(ack.join().expect("thread"), wire::config_change(true));
+            let mut b = [0u8; HEADER_LEN];
+            let mut fds = Vec::new();
+            recv_exact(chan_ours.as_raw_fd(), &mut b, &mut fds).expect("recv");
+            assert_eq!(b, wire::config_change());
             // A message too big to be one ends the relay in error.
             let big = wire::Header {
                 request: 1,

@@ -1,5 +1,6 @@
 //! The few parts of the vhost-user wire format the relay looks at: the
-//! 12-byte message header and the requests it snoops on. Bytes in, values
+//! 12-byte message header, the request it snoops on, and the message it
+//! sends itself. Bytes in, values
 //! out; no sockets. Everything else is vhost-user-backend's to parse.
 
 /// `request`, `flags`, `size`: three little-endian u32s.
@@ -13,21 +14,15 @@ pub const MAX_PAYLOAD: usize = 0x1000;
 /// `MAX_ATTACHED_FD_ENTRIES`).
 pub const MAX_FDS: usize = 32;
 
-/// Front-end requests the relay snoops on.
-pub const SET_PROTOCOL_FEATURES: u32 = 16;
+/// The front-end request the relay snoops on.
 pub const SET_BACKEND_REQ_FD: u32 = 21;
 
 /// The back-end request that tells the front end to re-read the config
-/// space.
-pub const BACKEND_CONFIG_CHANGE_MSG: u32 = 5;
+/// space (`VHOST_USER_BACKEND_CONFIG_CHANGE_MSG`).
+pub const BACKEND_CONFIG_CHANGE_MSG: u32 = 2;
 
-/// Header flags: the version (1), "this is a reply", "reply wanted".
+/// Header flags: the version (1).
 pub const FLAG_VERSION_1: u32 = 0x1;
-pub const FLAG_REPLY: u32 = 0x4;
-pub const FLAG_NEED_REPLY: u32 = 0x8;
-
-/// `VHOST_USER_PROTOCOL_F_REPLY_ACK`.
-pub const PROTOCOL_F_REPLY_ACK: u64 = 1 << 3;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Header {
@@ -55,23 +50,16 @@ impl Header {
     }
 }
 
-/// The config-change message: version 1, a reply wanted only when the
-/// front end negotiated REPLY_ACK, no payload.
-pub fn config_change(reply_ack: bool) -> [u8; HEADER_LEN] {
-    let flags = FLAG_VERSION_1 | if reply_ack { FLAG_NEED_REPLY } else { 0 };
+/// The config-change message as qsd 10.0.2 sends it: version 1, no
+/// payload, and no reply asked for even when the front end negotiated
+/// REPLY_ACK.
+pub fn config_change() -> [u8; HEADER_LEN] {
     Header {
         request: BACKEND_CONFIG_CHANGE_MSG,
-        flags,
+        flags: FLAG_VERSION_1,
         size: 0,
     }
     .bytes()
-}
-
-/// The u64 payload of a message (protocol features, a reply's status),
-/// if it has exactly that.
-pub fn u64_payload(payload: &[u8]) -> Option<u64> {
-    let b: [u8; 8] = payload.try_into().ok()?;
-    Some(u64::from_le_bytes(b))
 }
 
 #[cfg(test)]
@@ -86,9 +74,6 @@ mod tests {
             size: 8,
         };
         assert_eq!(Header::parse(&h.bytes()), h);
-        assert_eq!(config_change(false), [5, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0]);
-        assert_eq!(config_change(true), [5, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0]);
-        assert_eq!(u64_payload(&7u64.to_le_bytes()), Some(7));
-        assert_eq!(u64_payload(&[1, 2, 3]), None);
+        assert_eq!(config_change(), [2, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0]);
     }
 }
