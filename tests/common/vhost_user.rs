@@ -211,31 +211,34 @@ impl Front {
         }
     }
 
-    /// Sends one message with descriptors.
-    pub fn send_fds(&mut self, request: u32, flags: u32, payload: &[u8], fds: &[RawFd]) {
+    /// Sends one message with descriptors; false when the back end
+    /// closed the connection.
+    pub fn send_fds(&mut self, request: u32, flags: u32, payload: &[u8], fds: &[RawFd]) -> bool {
         let mut bytes = Vec::with_capacity(12 + payload.len());
         bytes.extend_from_slice(&request.to_le_bytes());
         bytes.extend_from_slice(&flags.to_le_bytes());
         bytes.extend_from_slice(&(payload.len() as u32).to_le_bytes());
         bytes.extend_from_slice(payload);
-        self.send_raw_fds(&bytes, fds);
+        self.send_raw_fds(&bytes, fds)
     }
 
-    /// Sends arbitrary bytes with descriptors on the first byte.
-    pub fn send_raw_fds(&mut self, bytes: &[u8], fds: &[RawFd]) {
+    /// Sends arbitrary bytes with descriptors on the first byte; false
+    /// when the back end closed the connection.
+    pub fn send_raw_fds(&mut self, bytes: &[u8], fds: &[RawFd]) -> bool {
         let mut iov = libc::iovec {
             iov_base: bytes.as_ptr() as *mut _,
             iov_len: bytes.len(),
         };
-        let mut cmsg = [0u64; 16];
+        let mut cmsg = [0u64; 64];
         // SAFETY: a zeroed msghdr is valid; pointers are set below.
         let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
         msg.msg_iov = &mut iov;
         msg.msg_iovlen = 1;
         if !fds.is_empty() {
             let len = std::mem::size_of_val(fds) as u32;
-            // SAFETY: the control buffer (128 bytes) holds a header and
-            // up to 16 descriptors; the tests send fewer.
+            assert!(fds.len() <= 100, "at most 100 descriptors");
+            // SAFETY: the control buffer (512 bytes) holds a header and
+            // up to 100 descriptors.
             unsafe {
                 msg.msg_control = cmsg.as_mut_ptr().cast();
                 msg.msg_controllen = libc::CMSG_SPACE(len) as usize;
@@ -248,16 +251,24 @@ impl Front {
         }
         // SAFETY: msg points at live buffers.
         let n = unsafe { libc::sendmsg(self.sock.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) };
-        assert_eq!(
-            n as usize,
-            bytes.len(),
-            "sendmsg: {}",
-            std::io::Error::last_os_error()
-        );
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            assert!(
+                matches!(e.raw_os_error(), Some(libc::EPIPE) | Some(libc::ECONNRESET)),
+                "sendmsg: {e}"
+            );
+            return false;
+        }
+        assert_eq!(n as usize, bytes.len(), "short sendmsg");
+        true
     }
 
+    /// Sends a message that must go through.
     pub fn send(&mut self, request: u32, payload: &[u8]) {
-        self.send_fds(request, FLAG_VERSION, payload, &[]);
+        assert!(
+            self.send_fds(request, FLAG_VERSION, payload, &[]),
+            "connection closed before request {request}"
+        );
     }
 
     /// Reads one reply; `None` when the back end closed the connection
@@ -296,7 +307,9 @@ impl Front {
     /// for the acknowledgement and returns its status (0 is success).
     pub fn set(&mut self, request: u32, payload: &[u8], fds: &[RawFd]) -> Option<u64> {
         let flags = FLAG_VERSION | if self.reply_ack { FLAG_NEED_REPLY } else { 0 };
-        self.send_fds(request, flags, payload, fds);
+        if !self.send_fds(request, flags, payload, fds) {
+            return None;
+        }
         if !self.reply_ack {
             return None;
         }

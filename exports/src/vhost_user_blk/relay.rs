@@ -28,6 +28,13 @@ pub enum RelayError {
     TooManyFds,
     /// The peer closed in the middle of a message.
     Truncated,
+    /// A memory region reaches past the end of the file behind it:
+    /// touching it would kill the daemon with SIGBUS.
+    PastEof {
+        size: u64,
+        mmap_offset: u64,
+        file_size: u64,
+    },
 }
 
 impl std::fmt::Display for RelayError {
@@ -37,6 +44,14 @@ impl std::fmt::Display for RelayError {
             RelayError::TooBig(n) => write!(f, "message of {n} bytes is too big"),
             RelayError::TooManyFds => write!(f, "too many file descriptors in a message"),
             RelayError::Truncated => write!(f, "connection closed within a message"),
+            RelayError::PastEof {
+                size,
+                mmap_offset,
+                file_size,
+            } => write!(
+                f,
+                "memory region of {size} bytes at offset {mmap_offset} of a {file_size}-byte file"
+            ),
         }
     }
 }
@@ -208,13 +223,46 @@ fn lock(m: &Mutex<BackendChannel>) -> std::sync::MutexGuard<'_, BackendChannel> 
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Remembers what a front-end message tells about the backend channel.
-fn snoop(m: &Msg, channel: &Mutex<BackendChannel>) {
+/// Checks a front-end message and remembers what it tells about the
+/// backend channel.
+fn snoop(m: &Msg, channel: &Mutex<BackendChannel>) -> Result<(), RelayError> {
     let h = m.header();
     if h.request == wire::SET_BACKEND_REQ_FD
         && let Some(fd) = m.fds.first()
     {
         lock(channel).fd = fd.try_clone().ok();
+    }
+    if let Some(regions) = wire::mem_regions(h.request, &m.bytes[HEADER_LEN..]) {
+        for (r, fd) in regions.iter().zip(&m.fds) {
+            check_region(r, fd)?;
+        }
+    }
+    Ok(())
+}
+
+/// A region of a regular file (a memfd, a hugetlbfs or tmpfs file) must
+/// lie inside the file: the library would map it anyway, and the first
+/// access past the end would be a SIGBUS. (A front end that shrinks the
+/// file afterwards is not caught here.)
+fn check_region(r: &wire::FileRange, fd: &OwnedFd) -> Result<(), RelayError> {
+    // SAFETY: a zeroed stat is valid; fstat fills it.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fstat on a descriptor we own.
+    if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 {
+        // Not ours to judge: the library reports it.
+        return Ok(());
+    }
+    if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+        return Ok(());
+    }
+    let file_size = st.st_size as u64;
+    match r.mmap_offset.checked_add(r.size) {
+        Some(end) if end <= file_size => Ok(()),
+        _ => Err(RelayError::PastEof {
+            size: r.size,
+            mmap_offset: r.mmap_offset,
+            file_size,
+        }),
     }
 }
 
@@ -252,7 +300,7 @@ pub fn relay(
             let Some(m) = read_msg(f)? else {
                 return Ok(());
             };
-            snoop(&m, channel);
+            snoop(&m, channel)?;
             send_all(b, &m.bytes, &m.fds)?;
         }
         if fds[1].revents != 0 {
