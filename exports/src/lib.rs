@@ -18,4 +18,7 @@ pub mod fuse;
 #[cfg(feature = "virtio-engine")]
 pub mod virtio_blk;
 
+#[cfg(feature = "vhost-user-blk")]
+pub mod vhost_user_blk;
+
 pub use registry::{Export, ExportError, ExportRegistry};

@@ -170,6 +170,13 @@ impl Daemon {
     /// `block-export-add` and `--export`, with QEMU's checks in QEMU's
     /// order (`blk_exp_add()`, then the driver's create).
     pub fn export_add(&self, arg: &q::BlockExportOptions) -> Result<(), QmpError> {
+        self.export_add_via(arg, false)
+    }
+
+    /// [`Daemon::export_add`]; `monitor` says a QMP monitor asked, which
+    /// holds no file descriptors to listen on.
+    fn export_add_via(&self, arg: &q::BlockExportOptions, monitor: bool) -> Result<(), QmpError> {
+        let _ = monitor;
         if !storage_block::id_wellformed(&arg.id) {
             return Err(generic("Invalid block export id"));
         }
@@ -238,6 +245,10 @@ impl Daemon {
                     )
                     .map_err(generic)
             }
+            #[cfg(feature = "vhost-user-blk")]
+            q::BlockExportOptionsBranch::VhostUserBlk(v) => {
+                self.vhost_user_blk_export_add(arg, v, writable, monitor, user)
+            }
             // has_driver() turned every other type away.
             #[allow(unreachable_patterns)]
             _ => {
@@ -245,6 +256,57 @@ impl Daemon {
                 Err(generic("No driver found for the requested export type"))
             }
         }
+    }
+
+    /// The vhost-user-blk part of `export_add`, after the generic checks.
+    #[cfg(feature = "vhost-user-blk")]
+    fn vhost_user_blk_export_add(
+        &self,
+        arg: &q::BlockExportOptions,
+        v: &q::BlockExportOptionsVhostUserBlk,
+        writable: bool,
+        monitor: bool,
+        user: storage_block::graph::NodeUser,
+    ) -> Result<(), QmpError> {
+        use storage_exports::vhost_user_blk::{
+            VhostUserBlkExport, VhostUserBlkOptions, VhostUserListen,
+        };
+        let mut opts = VhostUserBlkOptions {
+            // Replaced below; the options are checked before the address.
+            listen: VhostUserListen::Fd(-1),
+            logical_block_size: v.logical_block_size,
+            num_queues: v.num_queues,
+            writable,
+            writethrough: arg.writethrough.unwrap_or(false),
+        };
+        opts.check().map_err(generic)?;
+        opts.listen = match &v.addr.branch {
+            q::SocketAddressBranch::Unix(u) => VhostUserListen::Unix(u.path.clone().into()),
+            // What qsd answers: its monitors hold no file descriptors.
+            q::SocketAddressBranch::Fd(_) if monitor => {
+                return Err(generic("only QEMU supports file descriptor passing"));
+            }
+            q::SocketAddressBranch::Fd(f) => {
+                VhostUserListen::Fd(crate::cli::parse_fd(&f.str).map_err(generic)?)
+            }
+            _ => {
+                return Err(generic(
+                    "Only socket address types 'unix' and 'fd' are supported",
+                ));
+            }
+        };
+        let export = VhostUserBlkExport::create(opts, &arg.node_name, user.device().clone())
+            .map_err(generic)?;
+        self.exports
+            .add(
+                &arg.id,
+                q::BlockExportType::VhostUserBlk,
+                &arg.node_name,
+                None,
+                export,
+                user,
+            )
+            .map_err(generic)
     }
 
     /// The NBD part of `export_add`, after the generic checks.
@@ -294,14 +356,16 @@ impl Daemon {
 }
 
 /// Whether this build has a backend for the export type: QEMU's
-/// `blk_exp_find_driver()`. vhost-user-blk and VDUSE exports are in the
-/// schema (when their features are on) but not implemented yet.
+/// `blk_exp_find_driver()`. VDUSE exports are in the schema (when their
+/// feature is on) but not implemented yet.
 fn has_driver(branch: &q::BlockExportOptionsBranch) -> bool {
     match branch {
         #[cfg(feature = "nbd")]
         q::BlockExportOptionsBranch::Nbd(_) => true,
         #[cfg(feature = "fuse")]
         q::BlockExportOptionsBranch::Fuse(_) => true,
+        #[cfg(feature = "vhost-user-blk")]
+        q::BlockExportOptionsBranch::VhostUserBlk(_) => true,
         #[allow(unreachable_patterns)]
         _ => false,
     }
@@ -415,7 +479,11 @@ impl q::Commands for Daemon {
         self.graph
             .resize(&name, size)
             .await
-            .map_err(|e| generic(e.desc()))
+            .map_err(|e| generic(e.desc()))?;
+        // vhost-user-blk front ends learn of it from the export.
+        #[cfg(feature = "vhost-user-blk")]
+        storage_exports::vhost_user_blk::node_resized(&name).await;
+        Ok(())
     }
 
     #[cfg(feature = "nbd")]
@@ -494,7 +562,7 @@ impl q::Commands for Daemon {
     }
 
     async fn block_export_add(&self, arg: q::BlockExportOptions) -> Result<(), QmpError> {
-        self.export_add(&arg)
+        self.export_add_via(&arg, true)
     }
 
     async fn block_export_del(

@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value, json};
 
+pub mod vhost_user;
+
 /// Our binary.
 pub const OURS: &str = env!("CARGO_BIN_EXE_storage-daemon");
 /// The reference implementation, on every machine of this project.

@@ -1,0 +1,345 @@
+//! The device side of one front-end connection, as vhost-user-backend
+//! wants it: features, config space, and the queues.
+//!
+//! Queues are handed to the tokio runtime: the library's worker thread
+//! (one for all queues) wakes on a kick, takes every available chain off
+//! the ring and spawns one task per chain, which runs the virtio-blk
+//! engine and puts the chain on the used ring when the block layer is
+//! done. The block layer's drivers run their system calls on tokio's
+//! blocking pool, so a request needs the runtime anyway; serving chains
+//! as tasks keeps many requests of one queue in flight (queue depth) where
+//! a worker thread waiting on each request would serve them one by one.
+
+use std::io;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+use storage_block::BlockDevice;
+use vhost::vhost_user::message::VhostUserProtocolFeatures;
+use vhost_user_backend::{VhostUserBackend, VringRwLock, VringT};
+use virtio_queue::QueueOwnedT;
+use vm_memory::GuestAddressSpace;
+use vm_memory::{GuestMemoryAtomic, GuestMemoryMmap};
+use vmm_sys_util::epoll::EventSet;
+use vmm_sys_util::event::{
+    EventConsumer, EventFlag, EventNotifier, new_event_consumer_and_notifier,
+};
+
+use crate::virtio_blk::{BlkConfig, BlkOptions, Engine, device_features};
+
+/// Guest memory as the library maps it.
+pub type GuestMem = GuestMemoryAtomic<GuestMemoryMmap<()>>;
+
+/// The largest queue a front end may set up: libvhost-user's (and so
+/// qsd's) `VIRTQUEUE_MAX_SIZE`.
+pub const MAX_QUEUE_SIZE: u16 = 1024;
+
+/// Queues the library's `queues_per_thread` bit mask can hold.
+pub const MAX_SERVED_QUEUES: usize = 64;
+
+/// vhost-user's own feature bits, which qsd (libvhost-user) adds to the
+/// device's: `VIRTIO_F_NOTIFY_ON_EMPTY`, `VHOST_F_LOG_ALL`,
+/// `VHOST_USER_F_PROTOCOL_FEATURES`.
+const TRANSPORT_FEATURES: u64 = 1 << 24 | 1 << 26 | 1 << 30;
+
+/// What qsd 10.0.2 answers to `GET_PROTOCOL_FEATURES` (0x8f2b), whatever
+/// the options.
+pub fn protocol_features() -> VhostUserProtocolFeatures {
+    VhostUserProtocolFeatures::MQ
+        | VhostUserProtocolFeatures::LOG_SHMFD
+        | VhostUserProtocolFeatures::REPLY_ACK
+        | VhostUserProtocolFeatures::BACKEND_REQ
+        | VhostUserProtocolFeatures::PAGEFAULT
+        | VhostUserProtocolFeatures::CONFIG
+        | VhostUserProtocolFeatures::BACKEND_SEND_FD
+        | VhostUserProtocolFeatures::HOST_NOTIFIER
+        | VhostUserProtocolFeatures::CONFIGURE_MEM_SLOTS
+}
+
+/// What `GET_FEATURES` answers for `opts`.
+pub fn features(opts: &BlkOptions) -> u64 {
+    device_features(opts) | TRANSPORT_FEATURES
+}
+
+/// Requests in flight, per queue (`GET_VRING_BASE` waits for its queue's)
+/// and for the whole export (`block-export-del` safe mode refuses while
+/// any is).
+pub struct Inflight {
+    queues: Vec<(Mutex<usize>, Condvar)>,
+    total: AtomicUsize,
+    /// Runs when the export-wide count drops to zero.
+    on_idle: Arc<dyn Fn() + Send + Sync>,
+}
+
+impl Inflight {
+    pub fn new(queues: usize, on_idle: Arc<dyn Fn() + Send + Sync>) -> Inflight {
+        Inflight {
+            queues: (0..queues)
+                .map(|_| (Mutex::new(0), Condvar::new()))
+                .collect(),
+            total: AtomicUsize::new(0),
+            on_idle,
+        }
+    }
+
+    fn lock(m: &Mutex<usize>) -> MutexGuard<'_, usize> {
+        m.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn enter(&self, q: usize) {
+        if let Some((m, _)) = self.queues.get(q) {
+            *Self::lock(m) += 1;
+        }
+        self.total.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// The export-wide count drops first: a driver that sees the used
+    /// entry and then asks for `block-export-del` (safe) must find the
+    /// export idle, as it would in qsd's single thread.
+    fn leave_export(&self) {
+        if self.total.fetch_sub(1, Ordering::SeqCst) == 1 {
+            (self.on_idle)();
+        }
+    }
+
+    /// The queue's count drops once the chain is on the used ring.
+    fn leave_queue(&self, q: usize) {
+        if let Some((m, cv)) = self.queues.get(q) {
+            let mut n = Self::lock(m);
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                cv.notify_all();
+            }
+        }
+    }
+
+    /// Requests in flight on every queue.
+    pub fn total(&self) -> usize {
+        self.total.load(Ordering::SeqCst)
+    }
+
+    /// Blocks until queue `q` has nothing in flight.
+    fn wait_queue(&self, q: usize) {
+        if let Some((m, cv)) = self.queues.get(q) {
+            let mut n = Self::lock(m);
+            while *n > 0 {
+                n = cv.wait(n).unwrap_or_else(|e| e.into_inner());
+            }
+        }
+    }
+
+    /// Blocks until no queue has anything in flight.
+    pub fn wait_all(&self) {
+        for q in 0..self.queues.len() {
+            self.wait_queue(q);
+        }
+    }
+}
+
+/// Counts one chain in flight until dropped (also when its task is
+/// dropped unfinished at runtime shutdown).
+struct InflightGuard {
+    inflight: Arc<Inflight>,
+    queue: usize,
+    export_counted: bool,
+}
+
+impl InflightGuard {
+    /// The request is done; only its used entry is left to write.
+    fn done(&mut self) {
+        if std::mem::take(&mut self.export_counted) {
+            self.inflight.leave_export();
+        }
+    }
+}
+
+impl Drop for InflightGuard {
+    fn drop(&mut self) {
+        self.done();
+        self.inflight.leave_queue(self.queue);
+    }
+}
+
+/// One connection's device.
+pub struct BlkBackend {
+    engine: Arc<Engine>,
+    device: Arc<dyn BlockDevice>,
+    /// Shared with the export, which updates the capacity on resize.
+    config: Arc<Mutex<BlkConfig>>,
+    opts: BlkOptions,
+    mem: GuestMem,
+    event_idx: AtomicBool,
+    inflight: Arc<Inflight>,
+    runtime: tokio::runtime::Handle,
+    /// One warning per connection about a queue we cannot read.
+    warned: AtomicBool,
+}
+
+impl BlkBackend {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        engine: Arc<Engine>,
+        device: Arc<dyn BlockDevice>,
+        config: Arc<Mutex<BlkConfig>>,
+        opts: BlkOptions,
+        mem: GuestMem,
+        inflight: Arc<Inflight>,
+        runtime: tokio::runtime::Handle,
+    ) -> BlkBackend {
+        BlkBackend {
+            engine,
+            device,
+            config,
+            opts,
+            mem,
+            event_idx: AtomicBool::new(false),
+            inflight,
+            runtime,
+            warned: AtomicBool::new(false),
+        }
+    }
+
+    fn config(&self) -> MutexGuard<'_, BlkConfig> {
+        self.config.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn warn(&self, what: &str) {
+        if !self.warned.swap(true, Ordering::Relaxed) {
+            eprintln!("vhost-user-blk export: {what}");
+        }
+    }
+
+    /// Takes every available chain of queue `q` and spawns its request.
+    fn serve_queue(&self, q: usize, vring: &VringRwLock) {
+        let event_idx = self.event_idx.load(Ordering::Relaxed);
+        loop {
+            if event_idx {
+                // Errors here mean a broken ring, which iter() reports.
+                let _ = vring.disable_notification();
+            }
+            let mem = self.mem.memory();
+            let chains: Vec<_> = match vring.get_mut().get_queue_mut().iter(mem) {
+                Ok(it) => it.collect(),
+                Err(e) => {
+                    // The driver's ring is outside its memory or corrupt:
+                    // nothing on it can be served.
+                    self.warn(&format!("cannot read queue {q}: {e}"));
+                    return;
+                }
+            };
+            for chain in chains {
+                let head = chain.head_index();
+                let engine = self.engine.clone();
+                let vring = vring.clone();
+                self.inflight.enter(q);
+                let mut guard = InflightGuard {
+                    inflight: self.inflight.clone(),
+                    queue: q,
+                    export_counted: true,
+                };
+                self.runtime.spawn(async move {
+                    let len = engine.process(chain).await;
+                    guard.done();
+                    // add_used fails only for a head index the queue
+                    // itself handed out as valid.
+                    if vring.add_used(head, len).is_ok()
+                        && vring.needs_notification().unwrap_or(true)
+                    {
+                        let _ = vring.signal_used_queue();
+                    }
+                    drop(guard);
+                });
+            }
+            if !event_idx {
+                return;
+            }
+            // Re-enabling notifications tells whether chains came in
+            // meanwhile.
+            match vring.enable_notification() {
+                Ok(true) => continue,
+                _ => return,
+            }
+        }
+    }
+}
+
+impl VhostUserBackend for BlkBackend {
+    type Bitmap = ();
+    type Vring = VringRwLock;
+
+    fn num_queues(&self) -> usize {
+        usize::from(self.opts.num_queues)
+    }
+
+    fn max_queue_size(&self) -> usize {
+        usize::from(MAX_QUEUE_SIZE)
+    }
+
+    fn features(&self) -> u64 {
+        features(&self.opts)
+    }
+
+    fn protocol_features(&self) -> VhostUserProtocolFeatures {
+        protocol_features()
+    }
+
+    fn set_event_idx(&self, enabled: bool) {
+        self.event_idx.store(enabled, Ordering::Relaxed);
+    }
+
+    fn get_config(&self, offset: u32, size: u32) -> Vec<u8> {
+        let mut config = self.config();
+        // The node may have changed size by any path: report what it is.
+        config.set_capacity(self.device.size());
+        // An empty answer is the library's error reply.
+        config.read(offset, size).unwrap_or_default()
+    }
+
+    fn set_config(&self, offset: u32, buf: &[u8]) -> io::Result<()> {
+        let mut config = self.config();
+        config
+            .write(offset, buf)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+        self.engine.set_writeback(config.writeback());
+        Ok(())
+    }
+
+    fn update_memory(&self, _mem: GuestMem) -> io::Result<()> {
+        // The library updates the GuestMemoryAtomic we share with it.
+        Ok(())
+    }
+
+    fn queues_per_thread(&self) -> Vec<u64> {
+        // One worker thread for every queue: it only moves chains to tasks.
+        let n = self.num_queues().min(MAX_SERVED_QUEUES);
+        vec![if n == 64 { u64::MAX } else { (1u64 << n) - 1 }]
+    }
+
+    fn exit_event(&self, _thread_index: usize) -> Option<(EventConsumer, EventNotifier)> {
+        // The session ends the worker with it when the front end goes.
+        new_event_consumer_and_notifier(EventFlag::NONBLOCK | EventFlag::CLOEXEC).ok()
+    }
+
+    fn stop_vring(&self, queue_index: u32) -> io::Result<()> {
+        // GET_VRING_BASE: the front end reads the final used index next.
+        self.inflight.wait_queue(queue_index as usize);
+        Ok(())
+    }
+
+    fn handle_event(
+        &self,
+        device_event: u16,
+        evset: EventSet,
+        vrings: &[VringRwLock],
+        _thread_id: usize,
+    ) -> io::Result<()> {
+        if !evset.contains(EventSet::IN) {
+            return Ok(());
+        }
+        let q = usize::from(device_event);
+        if let Some(vring) = vrings.get(q) {
+            self.serve_queue(q, vring);
+        }
+        Ok(())
+    }
+}
