@@ -1,0 +1,78 @@
+//! Deterministic data and offsets (the same run against every daemon),
+//! checksums for the transcript, and errno names.
+
+/// splitmix64: small, fast, and the same sequence everywhere.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed)
+    }
+
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// A number in `0..n` (`n` > 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+
+    pub fn fill(&mut self, buf: &mut [u8]) {
+        for chunk in buf.chunks_mut(8) {
+            let v = self.next().to_le_bytes();
+            chunk.copy_from_slice(&v[..chunk.len()]);
+        }
+    }
+}
+
+/// FNV-1a, 64 bits: enough to tell data apart in a transcript.
+pub fn checksum(data: &[u8]) -> u64 {
+    data.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// `-5` -> `EIO`, for the transcript.
+pub fn errno_name(ret: i32) -> String {
+    let name = match -ret {
+        libc_errno::EPERM => "EPERM",
+        libc_errno::EIO => "EIO",
+        libc_errno::EBADF => "EBADF",
+        libc_errno::EAGAIN => "EAGAIN",
+        libc_errno::ENOMEM => "ENOMEM",
+        libc_errno::EFAULT => "EFAULT",
+        libc_errno::EBUSY => "EBUSY",
+        libc_errno::EINVAL => "EINVAL",
+        libc_errno::ENOSPC => "ENOSPC",
+        libc_errno::EROFS => "EROFS",
+        libc_errno::EPROTO => "EPROTO",
+        libc_errno::EOVERFLOW => "EOVERFLOW",
+        libc_errno::ENOTSUP => "ENOTSUP",
+        libc_errno::ETIME => "ETIME",
+        _ => return format!("errno{}", -ret),
+    };
+    name.to_string()
+}
+
+/// The Linux errno values named above (blkio reports Linux errnos).
+mod libc_errno {
+    pub const EPERM: i32 = 1;
+    pub const EIO: i32 = 5;
+    pub const EBADF: i32 = 9;
+    pub const EAGAIN: i32 = 11;
+    pub const ENOMEM: i32 = 12;
+    pub const EFAULT: i32 = 14;
+    pub const EBUSY: i32 = 16;
+    pub const EINVAL: i32 = 22;
+    pub const ENOSPC: i32 = 28;
+    pub const EROFS: i32 = 30;
+    pub const EPROTO: i32 = 71;
+    pub const EOVERFLOW: i32 = 75;
+    pub const ENOTSUP: i32 = 95;
+    pub const ETIME: i32 = 62;
+}
