@@ -30,11 +30,21 @@ impl Rng {
     }
 }
 
-/// FNV-1a, 64 bits: enough to tell data apart in a transcript.
+/// FNV-1a over 64-bit words (and the odd tail bytes): enough to tell
+/// data apart in a transcript, and quick even in a debug build.
 pub fn checksum(data: &[u8]) -> u64 {
-    data.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
+    const PRIME: u64 = 0x0100_0000_01b3;
+    let mut words = data.chunks_exact(8);
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for w in &mut words {
+        let mut v = [0u8; 8];
+        v.copy_from_slice(w);
+        h = (h ^ u64::from_le_bytes(v)).wrapping_mul(PRIME);
+    }
+    for &b in words.remainder() {
+        h = (h ^ u64::from(b)).wrapping_mul(PRIME);
+    }
+    h
 }
 
 /// `-5` -> `EIO`, for the transcript.

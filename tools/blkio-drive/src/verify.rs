@@ -137,6 +137,9 @@ impl Session {
             ));
             return;
         };
+        if want == got {
+            return;
+        }
         if let Some(i) = want.iter().zip(got).position(|(a, b)| a != b) {
             let f = format!(
                 "{what} at {off}+{}: byte {} is {:#04x}, the model says {:#04x}",
