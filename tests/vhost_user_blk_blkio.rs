@@ -331,10 +331,12 @@ fn blkio_4k_logical_blocks_same_as_qsd() {
 }
 
 #[test]
-fn blkio_two_queues_same_as_qsd() {
+fn blkio_two_queues_writethrough_same_as_qsd() {
     let tmp = TempDir::new("vub-blkio-srcmq");
     let src = source(&tmp, SIZE);
-    let sides = both(&src, "", ",writable=on,num-queues=2");
+    // writethrough=on too: every write is then followed by a flush of
+    // the node, which must not change what the front end sees.
+    let sides = both(&src, "", ",writable=on,num-queues=2,writethrough=on");
     let t = verify_both(&sides, &src, &["--num-queues", "2"]);
     assert!(t.contains("prop max-queues 2"), "{t}");
     assert!(t.contains("queues 2"), "{t}");
