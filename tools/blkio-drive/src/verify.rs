@@ -19,9 +19,10 @@ pub struct Plan {
     pub read_only: bool,
 }
 
-/// Largest single request of the sequence, and the buffer it needs.
+/// The usual request size limit, the biggest request, and the buffer.
 const CHUNK: usize = 1 << 20;
-const BUFFER: usize = 4 << 20;
+const BIG: usize = 6 << 20;
+const BUFFER: usize = 8 << 20;
 const SEED: u64 = 0x5eed_b10c_0000_0011;
 
 struct Session {
@@ -253,13 +254,13 @@ impl Session {
     /// (segments of any size, as virtio allows), each placed in the
     /// buffer with a gap before it so that they really are scattered.
     fn segments(&mut self, total: usize, n: usize) -> Result<Vec<iovec>> {
-        let mut cuts: Vec<usize> = (1..n)
-            .map(|_| 1 + self.rng.below(total as u64 - 1) as usize)
-            .collect();
-        cuts.push(0);
-        cuts.push(total);
-        cuts.sort_unstable();
-        cuts.dedup();
+        // n - 1 distinct cut points (fewer only if `total` is too small).
+        let n = n.clamp(1, total.max(1));
+        let mut cuts = std::collections::BTreeSet::from([0, total]);
+        while cuts.len() < n + 1 {
+            cuts.insert(1 + self.rng.below(total as u64 - 1) as usize);
+        }
+        let cuts: Vec<usize> = cuts.into_iter().collect();
         let mut iov = Vec::new();
         let mut at = 0;
         for w in cuts.windows(2) {
@@ -294,7 +295,11 @@ impl Session {
         Ok(())
     }
 
+    /// The segment sizes, or just their number when there are many.
     fn sizes(iov: &[iovec]) -> String {
+        if iov.len() > 16 {
+            return format!("{} segments", iov.len());
+        }
         let s: Vec<String> = iov.iter().map(|v| v.iov_len.to_string()).collect();
         s.join(",")
     }
@@ -589,6 +594,20 @@ impl Session {
             self.readv(off, len as usize, max_segs - (i as usize % max_segs))?;
             self.read(off, len as usize)?;
         }
+        // As many segments as the device says it takes, one more, and
+        // many more (still fewer than the queue has descriptors).
+        let seg_max = usize::try_from(self.dev.get_i32("max-segments")?).unwrap_or(1);
+        for n in [seg_max, seg_max + 1, 200] {
+            let len = 128 * bs;
+            let off = self.range(len);
+            self.writev(off, len as usize, n)?;
+            self.readv(off, len as usize, n)?;
+            self.read(off, len as usize)?;
+        }
+        // Requests bigger than any chunk a daemon may split them into.
+        let off = self.range(BIG as u64);
+        self.write(off, BIG)?;
+        self.read(off, BIG)?;
         // Past the end and misaligned: errors, and nothing changes.
         self.read(cap - bs, 2 * bsz)?;
         self.read(cap, bsz)?;
@@ -619,6 +638,7 @@ impl Session {
         // Just over the device's limit, when it has one that fits.
         let max_wz = self.dev.get_u64("max-write-zeroes-len")?;
         if max_wz > 0 && max_wz + bs <= cap {
+            self.write_zeroes(bs, max_wz, true)?;
             self.write_zeroes(0, max_wz + bs, true)?;
             self.read_span(0, max_wz + bs)?;
         }
