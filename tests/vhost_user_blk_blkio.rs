@@ -13,13 +13,15 @@
 
 mod common;
 
-use std::io::Read;
+use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::{Daemon, OURS, QSD, TempDir, require, start_on_free_port, tool_ok};
+use serde_json::json;
 
 /// How long one blkio-drive run may take (a verify takes about a second).
 const RUN_LIMIT: Duration = Duration::from_secs(90);
@@ -138,7 +140,7 @@ fn source(dir: &TempDir, size: u64) -> String {
 struct Side {
     name: &'static str,
     dir: TempDir,
-    _daemon: Daemon,
+    daemon: Daemon,
 }
 
 impl Side {
@@ -160,11 +162,7 @@ impl Side {
             ),
         ];
         let (daemon, _) = start_on_free_port(bin, &dir, |_| args.clone());
-        Side {
-            name,
-            dir,
-            _daemon: daemon,
-        }
+        Side { name, dir, daemon }
     }
 
     fn sock(&self) -> String {
@@ -387,4 +385,110 @@ fn blkio_read_only_export_same_as_qsd() {
             s.name
         );
     }
+}
+
+/// `blkio-drive watch-capacity` on `side`, started and connected (its
+/// first line, the capacity before, has come); later lines on the channel.
+fn watch_capacity(side: &Side, until: u64) -> (std::process::Child, mpsc::Receiver<String>) {
+    let sock = side.sock();
+    let until = until.to_string();
+    let mut child = Command::new(blkio_drive())
+        .args(["watch-capacity", "--socket", &sock, "--until", &until])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start blkio-drive: {e}"));
+    let (tx, rx) = mpsc::channel();
+    let stdout = child.stdout.take().expect("piped stdout");
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    match rx.recv_timeout(RUN_LIMIT) {
+        Ok(first) => assert_eq!(first, format!("capacity {SIZE}"), "{}", side.name),
+        Err(_) => {
+            let _ = child.kill();
+            let (_, err) = finish(&mut child);
+            panic!("{}: watch-capacity never connected: {err}", side.name);
+        }
+    }
+    (child, rx)
+}
+
+/// Waits for `child` to exit: its status and stderr.
+fn finish(child: &mut std::process::Child) -> (std::process::ExitStatus, String) {
+    let deadline = Instant::now() + RUN_LIMIT;
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("try_wait") {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let mut err = String::new();
+    if let Some(e) = child.stderr.as_mut() {
+        let _ = e.read_to_string(&mut err);
+    }
+    (status, err)
+}
+
+#[test]
+fn blkio_sees_block_resize_where_qsd_crashes() {
+    use std::os::unix::process::ExitStatusExt;
+
+    let tmp = TempDir::new("vub-blkio-srcresize");
+    let src = source(&tmp, SIZE);
+    let [mut qsd, ours] = both(&src, "", ",writable=on");
+    let grown: u64 = 64 << 20;
+    let resize = json!({"execute": "block_resize",
+                        "arguments": {"node-name": "file0", "size": grown}});
+
+    // qsd 10.0.2 sends the config-change message on the backend channel
+    // even when the front end never set one up (libblkio does not ask
+    // for VHOST_USER_PROTOCOL_F_BACKEND_REQ): "vu_panic: Error while
+    // writing: Bad file descriptor", then SIGSEGV, as with no front end.
+    let (mut child, _) = watch_capacity(&qsd, grown);
+    let mut q = qsd.daemon.qmp();
+    q.send(&resize);
+    assert!(q.closed(), "qsd answered block_resize");
+    let (status, err) = qsd.daemon.wait();
+    assert_eq!(
+        status.signal(),
+        Some(libc::SIGSEGV),
+        "qsd 10.0.2 is known to crash here; it exited {status}: {err}"
+    );
+    assert!(err.contains("vu_panic"), "{err}");
+    let _ = finish(&mut child);
+
+    // Ours: the resize succeeds, the attached front end sees the new
+    // capacity in the config space and can write and read the new last
+    // block; the daemon carries on.
+    let (mut child, rx) = watch_capacity(&ours, grown);
+    let mut q = ours.daemon.qmp();
+    q.send(&resize);
+    assert_eq!(q.reply(), json!({"return": {}}), "block_resize");
+    let (status, err) = finish(&mut child);
+    let out: Vec<String> = rx.iter().collect();
+    assert!(status.success(), "watch-capacity: {err}\n{out:?}");
+    let last = grown - 512;
+    assert_eq!(out.first(), Some(&format!("capacity {grown}")), "{out:?}");
+    assert_eq!(
+        out.get(1),
+        Some(&format!("write {last} 512 -> ok")),
+        "{out:?}"
+    );
+    assert!(
+        out.get(2).is_some_and(
+            |l| l.starts_with(&format!("read {last} 512 -> ok ")) && !l.contains("not what")
+        ),
+        "{out:?}"
+    );
+    assert_eq!(std::fs::metadata(ours.img()).expect("image").len(), grown);
+    q.alive();
 }

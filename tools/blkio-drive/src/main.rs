@@ -6,6 +6,7 @@
 //!   blkio-drive verify --socket S --model FILE [--base IMG] [--num-queues N] [--read-only]
 //!   blkio-drive bench  --socket S --rw randread|randwrite|read|write --bs N
 //!                      --iodepth N --seconds N [--poll]
+//!   blkio-drive watch-capacity --socket S --until BYTES
 //!
 //! Exit status: 0 done, 1 the device failed or disagreed with the model,
 //! 2 bad command line.
@@ -14,6 +15,7 @@ mod bench;
 mod device;
 mod error;
 mod pattern;
+mod resize;
 mod verify;
 
 use std::collections::HashMap;
@@ -100,6 +102,12 @@ fn run(argv: &[String]) -> Result<bool> {
             }
             println!("queues {}", dev.queues.len());
             Ok(true)
+        }
+        "watch-capacity" => {
+            let a = Args::parse(rest, &["--socket", "--until"])?;
+            let until = a.num("--until", None)?;
+            let dev = device::Device::open(&a.device(false)?, 64 << 10)?;
+            resize::run(dev, until)
         }
         "verify" => {
             let a = Args::parse(
