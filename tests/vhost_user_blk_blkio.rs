@@ -277,6 +277,13 @@ fn blkio_sequence_same_as_qsd() {
     assert!(t.contains("writev ") && t.contains("readv "), "{t}");
     assert!(t.contains("write-zeroes-no-unmap "), "{t}");
 
+    // Discard and write-zeroes (with and without unmap) left the same
+    // holes and data in both images.
+    let [map_qsd, map_ours] = sides.each_ref().map(|s| {
+        tool_ok(Command::new("qemu-img").args(["map", "--output=json", "-f", "raw", &s.img()]))
+    });
+    assert_same("qemu-img map of the images", &map_qsd, &map_ours);
+
     // A second front end after the first went away: the daemon takes it,
     // and it finds what the first one wrote (its base is the first
     // model, which the images were just compared with).
