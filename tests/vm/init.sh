@@ -1,0 +1,123 @@
+#!/bin/busybox sh
+# PID 1 of the guest of tests/vhost_user_blk_vm.rs. Loads the virtio
+# modules, runs the steps the kernel command line names on /dev/vda and
+# reports on the serial console in lines "VMTEST <what> key=value...",
+# which the test parses. Then powers off.
+#
+# Command line: vmtest_steps=facts,write,read,resize,rowrite (in the
+# order given) and vmtest_seed=WORD (the pattern's seed).
+#
+# The pattern is the lines "SEED N" for N = 1, 2, ... cut to HEAD bytes
+# for the head region (offset 0) and "SEED-tail N" cut to TAIL bytes for
+# the last TAIL bytes of the disk; the host builds the same bytes.
+
+/bin/busybox mkdir -p /proc /sys /dev /tmp
+/bin/busybox --install -s /bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+exec </dev/console >/dev/console 2>&1
+
+HEAD=1048576
+TAIL=65536
+RESIZE_TIMEOUT=60
+
+say() { echo "VMTEST $*"; }
+finish() {
+    say "done"
+    sync
+    poweroff -f
+}
+
+steps=
+seed=seed
+for arg in $(cat /proc/cmdline); do
+    case "$arg" in
+    vmtest_steps=*) steps=${arg#*=} ;;
+    vmtest_seed=*) seed=${arg#*=} ;;
+    esac
+done
+
+for m in $(cat /modules/order); do
+    insmod "/modules/$m" || say "error insmod $m"
+done
+
+# The driver probes asynchronously: wait for the disk (5 s).
+n=0
+while [ ! -b /dev/vda ]; do
+    n=$((n + 1))
+    if [ $n -gt 50 ]; then
+        say "error no /dev/vda"
+        dmesg | tail -20
+        finish
+    fi
+    usleep 100000
+done
+
+# pattern WORD BYTES FILE
+pattern() {
+    seq 1 200000 | sed "s/^/$1 /" | head -c "$2" >"$3"
+}
+
+size() { cat /sys/block/vda/size; }
+
+# md5 of BYTES bytes at byte offset OFFSET of /dev/vda, read with O_DIRECT.
+region_md5() {
+    dd if=/dev/vda bs=4096 skip=$(($1 / 4096)) count=$(($2 / 4096)) iflag=direct 2>/dev/null |
+        md5sum | cut -d' ' -f1
+}
+
+# writes FILE at byte offset OFFSET with O_DIRECT; prints dd's status.
+write_at() {
+    dd if="$1" of=/dev/vda bs=4096 seek=$(($2 / 4096)) oflag=direct conv=notrunc,fsync 2>/tmp/dd.err
+    echo $?
+}
+
+# The head and tail regions: write (when $1 is write), then read back.
+regions() {
+    pattern "$seed" $HEAD /tmp/head
+    pattern "$seed-tail" $TAIL /tmp/tail
+    tail_off=$(($(size) * 512 - TAIL))
+    if [ "$1" = write ]; then
+        rc_head=$(write_at /tmp/head 0)
+        rc_tail=$(write_at /tmp/tail $tail_off)
+        say "write head_rc=$rc_head tail_rc=$rc_tail tail_offset=$tail_off"
+    fi
+    say "$2 head=$(region_md5 0 $HEAD) tail=$(region_md5 $tail_off $TAIL)" \
+        "head_pattern=$(md5sum </tmp/head | cut -d' ' -f1)" \
+        "tail_pattern=$(md5sum </tmp/tail | cut -d' ' -f1)"
+}
+
+for step in $(echo "$steps" | tr , ' '); do
+    case "$step" in
+    facts)
+        say "facts size=$(size) mq=$(ls /sys/block/vda/mq | wc -l)" \
+            "ro=$(cat /sys/block/vda/ro)" \
+            "lbs=$(cat /sys/block/vda/queue/logical_block_size)" \
+            "cache=$(cat /sys/block/vda/queue/write_cache | tr ' ' _)"
+        ;;
+    write) regions write readback ;;
+    read) regions read read ;;
+    resize)
+        old=$(size)
+        say "waiting-resize size=$old"
+        n=0
+        while [ "$(size)" = "$old" ] && [ $n -lt $((RESIZE_TIMEOUT * 10)) ]; do
+            usleep 100000
+            n=$((n + 1))
+        done
+        if [ "$(size)" = "$old" ]; then
+            say "error resize timeout size=$old"
+        else
+            say "resized size=$(size)"
+        fi
+        ;;
+    rowrite)
+        pattern "$seed-ro" 4096 /tmp/ro
+        rc=$(write_at /tmp/ro 0)
+        say "rowrite rc=$rc err=$(head -1 /tmp/dd.err | tr ' ' _)"
+        ;;
+    *) say "error unknown step $step" ;;
+    esac
+done
+finish
