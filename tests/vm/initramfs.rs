@@ -56,6 +56,18 @@ pub fn guest() -> Result<Guest, String> {
     })
 }
 
+/// Whether a 64-bit little-endian ELF file names a program interpreter
+/// (a PT_INTERP program header): dynamically linked.
+fn has_interpreter(elf: &[u8]) -> bool {
+    let num = |at: usize, len: usize| {
+        elf.get(at..at + len).map_or(0, |b| {
+            b.iter().rev().fold(0u64, |n, x| (n << 8) | u64::from(*x))
+        })
+    };
+    let (phoff, phentsize, phnum) = (num(0x20, 8), num(0x36, 2), num(0x38, 2));
+    (0..phnum).any(|i| usize::try_from(phoff + i * phentsize).is_ok_and(|at| num(at, 4) == 3))
+}
+
 /// The newest `/boot/vmlinuz-*` whose modules are installed.
 fn kernel() -> Result<(String, PathBuf), String> {
     let mut found = Vec::new();
@@ -280,4 +292,11 @@ impl Fnv {
         // A separator, so that ("ab", "c") and ("a", "bc") differ.
         self.0 = (self.0 ^ 0xff).wrapping_mul(0x0100_0000_01b3);
     }
+}
+
+#[test]
+fn static_busybox_is_told_from_dynamic_binaries() {
+    let read = |p: &str| std::fs::read(p).unwrap_or_else(|e| panic!("{p}: {e}"));
+    assert!(!has_interpreter(&read(BUSYBOX)), "{BUSYBOX} looks dynamic");
+    assert!(has_interpreter(&read("/bin/ls")), "/bin/ls looks static");
 }
