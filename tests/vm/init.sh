@@ -91,10 +91,18 @@ regions() {
 for step in $(echo "$steps" | tr , ' '); do
     case "$step" in
     facts)
+        # What the config space says, as the guest's block layer took it.
+        q=/sys/block/vda/queue
         say "facts size=$(size) mq=$(ls /sys/block/vda/mq | wc -l)" \
-            "ro=$(cat /sys/block/vda/ro)" \
-            "lbs=$(cat /sys/block/vda/queue/logical_block_size)" \
-            "cache=$(cat /sys/block/vda/queue/write_cache | tr ' ' _)"
+            "ro=$(cat /sys/block/vda/ro) lbs=$(cat $q/logical_block_size)" \
+            "pbs=$(cat $q/physical_block_size) min_io=$(cat $q/minimum_io_size)" \
+            "opt_io=$(cat $q/optimal_io_size) segs=$(cat $q/max_segments)" \
+            "seg_size=$(cat $q/max_segment_size) hw_kb=$(cat $q/max_hw_sectors_kb)" \
+            "discard_max=$(cat $q/discard_max_hw_bytes)" \
+            "discard_gran=$(cat $q/discard_granularity)" \
+            "zeroes_max=$(cat $q/write_zeroes_max_bytes)" \
+            "cache=$(tr ' ' _ <$q/write_cache)" \
+            "serial=$(tr ' ' _ </sys/block/vda/serial)"
         ;;
     write) regions write readback ;;
     read) regions read read ;;
