@@ -178,11 +178,32 @@ struct Vm {
 }
 
 impl Vm {
-    /// Boots a guest on the socket with the steps of init.sh.
+    /// Boots the Debian kernel and the initramfs on the socket, with the
+    /// steps of init.sh.
     fn boot(name: &str, sock: &str, num_queues: u16, steps: &str, seed: &str) -> Vm {
-        require("qemu-system-x86_64");
         let g = guest();
-        let (accel, timeout) = accel();
+        let mut cmd = Vm::command(sock, num_queues, "");
+        cmd.arg("-kernel")
+            .arg(&g.kernel)
+            .arg("-initrd")
+            .arg(&g.initrd);
+        cmd.args([
+            "-append",
+            &format!("console=ttyS0 quiet panic=-1 vmtest_steps={steps} vmtest_seed={seed}"),
+        ]);
+        Vm::start(name, cmd)
+    }
+
+    /// Boots the firmware (SeaBIOS) from the export's disk.
+    fn boot_firmware(name: &str, sock: &str) -> Vm {
+        Vm::start(name, Vm::command(sock, 1, ",bootindex=1"))
+    }
+
+    /// qemu-system-x86_64 with the disk on the socket, the serial console
+    /// on stdout, and no other devices.
+    fn command(sock: &str, num_queues: u16, device_opts: &str) -> Command {
+        require("qemu-system-x86_64");
+        let (accel, _) = accel();
         let mut cmd = Command::new("qemu-system-x86_64");
         cmd.args(["-nodefaults", "-no-user-config", "-display", "none"])
             .args(["-serial", "stdio", "-no-reboot"])
@@ -194,17 +215,14 @@ impl Vm {
             .args(["-chardev", &format!("socket,id=vub,path={sock}")])
             .args([
                 "-device",
-                &format!("vhost-user-blk-pci,chardev=vub,num-queues={num_queues}"),
-            ])
-            .arg("-kernel")
-            .arg(&g.kernel)
-            .arg("-initrd")
-            .arg(&g.initrd)
-            .args([
-                "-append",
-                &format!("console=ttyS0 quiet panic=-1 vmtest_steps={steps} vmtest_seed={seed}"),
-            ])
-            .stdin(Stdio::null())
+                &format!("vhost-user-blk-pci,chardev=vub,num-queues={num_queues}{device_opts}"),
+            ]);
+        cmd
+    }
+
+    fn start(name: &str, mut cmd: Command) -> Vm {
+        let (_, timeout) = accel();
+        cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = cmd
@@ -437,6 +455,45 @@ fn read_only_export_refuses_guest_writes() {
         img[HEAD..].iter().all(|b| *b == 0),
         "the read-only image changed"
     );
+}
+
+/// A boot sector that prints "VMTEST mbr booted" and "VMTEST done" on
+/// COM1 and resets the machine (QEMU exits: -no-reboot).
+fn boot_sector() -> Vec<u8> {
+    #[rustfmt::skip]
+    let code: [u8; 0x1d] = [
+        0xfa,                   // cli
+        0x31, 0xc0,             // xor ax, ax
+        0x8e, 0xd8,             // mov ds, ax
+        0xbe, 0x1d, 0x7c,       // mov si, 0x7c1d (the text after the code)
+        0xba, 0xf8, 0x03,       // mov dx, 0x3f8 (COM1)
+        0xac,                   // next: lodsb
+        0x84, 0xc0,             // test al, al
+        0x74, 0x03,             // jz reset
+        0xee,                   // out dx, al
+        0xeb, 0xf8,             // jmp next
+        0xb0, 0xfe,             // reset: mov al, 0xfe
+        0xe6, 0x64,             // out 0x64, al (keyboard controller: reset)
+        0x90, 0x90, 0x90,       // nop
+        0xf4,                   // halt: hlt
+        0xeb, 0xfd,             // jmp halt
+    ];
+    let mut mbr = code.to_vec();
+    mbr.extend_from_slice(b"VMTEST mbr booted\r\nVMTEST done\r\n\0");
+    mbr.resize(510, 0);
+    mbr.extend_from_slice(&[0x55, 0xaa]);
+    mbr
+}
+
+/// (e) The firmware's own virtio-blk driver (SeaBIOS) reads the boot
+/// sector through the export and runs it: what booting a VM from a disk
+/// image on the export takes.
+#[test]
+fn firmware_boots_from_the_export() {
+    let ex = Export::start(&daemon_bin(), "vm-bios", &boot_sector(), ",writable=on");
+    let vm = Vm::boot_firmware("booted VM", &ex.sock);
+    vm.expect("mbr booted");
+    vm.finish();
 }
 
 /// What the guest sees of our export (the config space as its block
