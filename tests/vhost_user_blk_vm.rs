@@ -395,6 +395,22 @@ fn guest_writes_and_a_second_vm_reads_after_reconnect() {
     assert_eq!(exports[0]["id"], "e", "{exports}");
 }
 
+/// A VM killed while it writes (the front end vanishes with requests in
+/// flight): the daemon carries on, and the next VM attaches and works.
+#[test]
+fn vm_killed_mid_io_then_another_attaches() {
+    let ex = Export::start(&daemon_bin(), "vm-kill", &[], ",writable=on");
+    let vm = Vm::boot("killed VM", &ex.sock, 1, "hammer", "k");
+    vm.expect("hammering");
+    drop(vm);
+    ex.daemon.qmp().alive();
+    let seed = seed("kill");
+    let vm = Vm::boot("next VM", &ex.sock, 1, "write", &seed);
+    check_regions("next VM", &vm.expect("readback"));
+    vm.finish();
+    check_image(&ex.image(), IMAGE, &seed);
+}
+
 /// (b) num-queues=2: the guest's disk has two hardware queues, and I/O
 /// on it works.
 #[test]

@@ -4,8 +4,8 @@
 # reports on the serial console in lines "VMTEST <what> key=value...",
 # which the test parses. Then powers off.
 #
-# Command line: vmtest_steps=facts,write,read,resize,rowrite (in the
-# order given) and vmtest_seed=WORD (the pattern's seed).
+# Command line: vmtest_steps=facts,write,read,resize,rowrite,hammer (in
+# the order given) and vmtest_seed=WORD (the pattern's seed).
 #
 # The pattern is the lines "SEED N" for N = 1, 2, ... cut to HEAD bytes
 # for the head region (offset 0) and "SEED-tail N" cut to TAIL bytes for
@@ -124,6 +124,17 @@ for step in $(echo "$steps" | tr , ' '); do
         pattern "$seed-ro" 4096 /tmp/ro
         rc=$(write_at /tmp/ro 0)
         say "rowrite rc=$rc err=$(head -1 /tmp/dd.err | tr ' ' _)"
+        ;;
+    hammer)
+        # Writes 64 KiB blocks over the head region until the host kills
+        # the VM; says so once a few are done, so that I/O is in flight.
+        pattern "$seed-hammer" 65536 /tmp/hammer
+        i=0
+        while :; do
+            dd if=/tmp/hammer of=/dev/vda bs=4096 seek=$((i % 16 * 16)) oflag=direct 2>/dev/null
+            i=$((i + 1))
+            [ $i = 8 ] && say "hammering"
+        done
         ;;
     *) say "error unknown step $step" ;;
     esac
