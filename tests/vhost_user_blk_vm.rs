@@ -1,8 +1,9 @@
 //! A real VM on the vhost-user-blk export: Debian's qemu-system-x86_64
 //! with `-device vhost-user-blk-pci` on the export's socket boots the
 //! installed Debian kernel with a busybox initramfs (tests/vm/), whose
-//! init runs steps on /dev/vda and reports on the serial console. KVM
-//! when /dev/kvm opens, TCG otherwise (said in the output).
+//! init runs steps on /dev/vda and reports on the serial console; SeaBIOS
+//! boots a boot sector from it too. KVM when /dev/kvm opens (and is not
+//! PVM's, see [`accel`]), TCG otherwise (said in the output).
 //!
 //! `VM_TEST_DAEMON=qemu-storage-daemon` runs the cases against qsd
 //! instead of ours (the cases hold for both).
@@ -513,7 +514,8 @@ fn firmware_boots_from_the_export() {
 }
 
 /// What the guest sees of our export (the config space as its block
-/// layer took it, GET_ID as the disk's serial) equals what it sees of
+/// layer took it, GET_ID as the disk's serial, the WCE byte written and
+/// read back) equals what it sees of
 /// qsd's, for a writable 2-queue export with 4 KiB blocks and a read-only
 /// one.
 #[test]
@@ -526,8 +528,15 @@ fn guest_sees_the_same_disk_as_on_qsd() {
         let mut seen = Vec::new();
         for bin in [QSD.to_string(), daemon_bin()] {
             let ex = Export::start(&bin, "vm-facts", &[], opts);
-            let vm = Vm::boot(&format!("VM on {bin}"), &ex.sock, queues, "facts", "f");
-            seen.push(vm.expect("facts"));
+            let vm = Vm::boot(&format!("VM on {bin}"), &ex.sock, queues, "facts,wce", "f");
+            let mut facts = vm.expect("facts");
+            for (i, mode) in ["write_back", "write_through"].into_iter().enumerate() {
+                let w = vm.expect(&format!("wce set={mode}"));
+                for (k, v) in w {
+                    facts.insert(format!("wce{i}_{k}"), v);
+                }
+            }
+            seen.push(facts);
             vm.finish();
         }
         assert_eq!(seen[0], seen[1], "guest facts, qsd then ours, for {opts}");

@@ -4,8 +4,8 @@
 # reports on the serial console in lines "VMTEST <what> key=value...",
 # which the test parses. Then powers off.
 #
-# Command line: vmtest_steps=facts,write,read,resize,rowrite,hammer (in
-# the order given) and vmtest_seed=WORD (the pattern's seed).
+# Command line: vmtest_steps=facts,wce,write,read,resize,rowrite,hammer
+# (in the order given) and vmtest_seed=WORD (the pattern's seed).
 #
 # The pattern is the lines "SEED N" for N = 1, 2, ... cut to HEAD bytes
 # for the head region (offset 0) and "SEED-tail N" cut to TAIL bytes for
@@ -102,7 +102,19 @@ for step in $(echo "$steps" | tr , ' '); do
             "discard_gran=$(cat $q/discard_granularity)" \
             "zeroes_max=$(cat $q/write_zeroes_max_bytes)" \
             "cache=$(tr ' ' _ <$q/write_cache)" \
-            "serial=$(tr ' ' _ </sys/block/vda/serial)"
+            "serial=$(tr ' ' _ </sys/block/vda/serial)" \
+            "cache_type=$(tr ' ' _ </sys/block/vda/cache_type)"
+        ;;
+    wce)
+        # virtio_blk writes the config space's WCE byte; QEMU passes it
+        # on (SET_CONFIG) and keeps it only when the backend took it.
+        for mode in "write back" "write through"; do
+            echo "$mode" >/sys/block/vda/cache_type 2>/tmp/wce.err
+            rc=$?
+            say "wce set=$(echo $mode | tr ' ' _) rc=$rc" \
+                "cache_type=$(tr ' ' _ </sys/block/vda/cache_type)" \
+                "err=$(tr ' ' _ </tmp/wce.err)"
+        done
         ;;
     write) regions write readback ;;
     read) regions read read ;;

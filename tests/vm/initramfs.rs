@@ -48,12 +48,27 @@ pub fn guest() -> Result<Guest, String> {
         let tmp = dir.join(format!("{}.tmp{}", initrd.display(), std::process::id()));
         std::fs::write(&tmp, gz).map_err(|e| format!("{}: {e}", tmp.display()))?;
         std::fs::rename(&tmp, &initrd).map_err(|e| format!("{}: {e}", initrd.display()))?;
+        remove_stale(&dir, &initrd);
     }
     Ok(Guest {
         kernel,
         initrd,
         version,
     })
+}
+
+/// Removes the initramfs files of other keys (an older init.sh, an older
+/// kernel): each is 1 MiB.
+fn remove_stale(dir: &Path, keep: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with("vm-initramfs-") && name.ends_with(".cpio.gz") && e.path() != keep {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
 }
 
 /// Whether a 64-bit little-endian ELF file names a program interpreter
