@@ -119,6 +119,11 @@ struct Export {
 impl Export {
     /// `opts` is appended to the export's options (`,num-queues=2`...).
     fn start(bin: &str, tag: &str, img_init: &[u8], opts: &str) -> Export {
+        Export::start_with(bin, tag, img_init, "", opts)
+    }
+
+    /// `node_opts` is appended to the file node's options.
+    fn start_with(bin: &str, tag: &str, img_init: &[u8], node_opts: &str, opts: &str) -> Export {
         require("qemu-img");
         let dir = TempDir::new(tag);
         let img = dir.join("img");
@@ -129,7 +134,7 @@ impl Export {
         }
         let args = vec![
             "--blockdev".to_string(),
-            format!("driver=file,node-name=n,filename={img}"),
+            format!("driver=file,node-name=n,filename={img}{node_opts}"),
             "--export".to_string(),
             format!("type=vhost-user-blk,id=e,node-name=n,addr.type=unix,addr.path={sock}{opts}"),
         ];
@@ -471,6 +476,30 @@ fn read_only_export_refuses_guest_writes() {
     assert!(
         img[HEAD..].iter().all(|b| *b == 0),
         "the read-only image changed"
+    );
+}
+
+/// A discard from the guest (blkdiscard) on a node with discard=unmap:
+/// the guest reads back, and the image ends up, as on qsd's export.
+#[test]
+fn guest_discard_as_on_qsd() {
+    let seed = seed("dc");
+    let mut seen = Vec::new();
+    for bin in [QSD.to_string(), daemon_bin()] {
+        let ex = Export::start_with(&bin, "vm-discard", &[], ",discard=unmap", ",writable=on");
+        let vm = Vm::boot(&format!("VM on {bin}"), &ex.sock, 1, "write,discard", &seed);
+        let d = vm.expect("discard");
+        vm.finish();
+        seen.push((d, ex.image()));
+    }
+    let ((qsd, qsd_img), (ours, ours_img)) = (&seen[0], &seen[1]);
+    assert_eq!(qsd, ours, "the guest's discard, qsd then ours");
+    assert_eq!(qsd["rc"], "0", "{qsd:?}");
+    let zeroed = &qsd_img[HEAD / 4..HEAD / 2];
+    assert!(zeroed.iter().all(|b| *b == 0), "qsd kept discarded data");
+    assert!(
+        qsd_img == ours_img,
+        "images differ after the guest's discard"
     );
 }
 

@@ -4,7 +4,7 @@
 # reports on the serial console in lines "VMTEST <what> key=value...",
 # which the test parses. Then powers off.
 #
-# Command line: vmtest_steps=facts,wce,write,read,resize,rowrite,hammer
+# Command line: vmtest_steps=facts,wce,write,discard,read,resize,rowrite,hammer
 # (in the order given) and vmtest_seed=WORD (the pattern's seed).
 #
 # The pattern is the lines "SEED N" for N = 1, 2, ... cut to HEAD bytes
@@ -136,6 +136,13 @@ for step in $(echo "$steps" | tr , ' '); do
         pattern "$seed-ro" 4096 /tmp/ro
         rc=$(write_at /tmp/ro 0)
         say "rowrite rc=$rc err=$(head -1 /tmp/dd.err | tr ' ' _)"
+        ;;
+    discard)
+        # Discards the second quarter of the head region, then reads the
+        # head region back.
+        blkdiscard -o $((HEAD / 4)) -l $((HEAD / 4)) /dev/vda 2>/tmp/discard.err
+        rc=$?
+        say "discard rc=$rc head=$(region_md5 0 $HEAD) err=$(tr ' ' _ </tmp/discard.err)"
         ;;
     hammer)
         # Writes 64 KiB blocks over the head region until the host kills
