@@ -27,6 +27,8 @@ use serde_json::json;
 /// (HEAD and TAIL in tests/vm/init.sh).
 const HEAD: usize = 1 << 20;
 const TAIL: usize = 64 << 10;
+/// Bytes each CPU's writer writes after the head region (PAR).
+const PAR: usize = 2 << 20;
 const IMAGE: usize = 64 << 20;
 
 /// The daemon under test: ours, or the one `VM_TEST_DAEMON` names.
@@ -364,16 +366,23 @@ fn check_regions(name: &str, r: &BTreeMap<String, String>) {
     assert!(r.contains_key("head"), "{name}: {r:?}");
 }
 
-/// The image holds zeros, with the guest's head pattern at 0
-/// and its tail pattern in the last TAIL bytes.
-fn check_image(img: &[u8], size: usize, seed: &str) {
+/// The image holds zeros, with the guest's head pattern at 0 and its
+/// tail pattern in the last TAIL bytes, and `more` (offset, bytes).
+fn check_image_with(img: &[u8], size: usize, seed: &str, more: &[(usize, Vec<u8>)]) {
     assert_eq!(img.len(), size, "image size");
     let mut want = vec![0u8; size];
     want[..HEAD].copy_from_slice(&pattern(seed, HEAD));
     want[size - TAIL..].copy_from_slice(&pattern(&format!("{seed}-tail"), TAIL));
+    for (at, bytes) in more {
+        want[*at..*at + bytes.len()].copy_from_slice(bytes);
+    }
     if let Some(i) = img.iter().zip(&want).position(|(a, b)| a != b) {
         panic!("image differs from what the guest wrote at byte {i}");
     }
+}
+
+fn check_image(img: &[u8], size: usize, seed: &str) {
+    check_image_with(img, size, seed, &[]);
 }
 
 /// (a) The guest writes a pattern at both ends of the disk and reads it
@@ -417,18 +426,32 @@ fn vm_killed_mid_io_then_another_attaches() {
     check_image(&ex.image(), IMAGE, &seed);
 }
 
-/// (b) num-queues=2: the guest's disk has two hardware queues, and I/O
-/// on it works.
+/// (b) num-queues=2: the guest's disk has two hardware queues, and two
+/// writers at once (one per CPU, so one per queue) land where they
+/// should.
 #[test]
 fn two_queues_seen_by_the_guest() {
     let ex = Export::start(&daemon_bin(), "vm-mq", &[], ",writable=on,num-queues=2");
     let seed = seed("mq");
-    let vm = Vm::boot("2-queue VM", &ex.sock, 2, "facts,write", &seed);
+    let vm = Vm::boot("2-queue VM", &ex.sock, 2, "facts,write,parallel", &seed);
     let facts = vm.expect("facts");
     assert_eq!(facts["mq"], "2", "{facts:?}");
+    // Each queue serves a CPU of its own: the pinned writers use both.
+    assert_eq!(
+        (facts["cpus_q0"].as_str(), facts["cpus_q1"].as_str()),
+        ("0", "1"),
+        "{facts:?}"
+    );
     check_regions("2-queue VM", &vm.expect("readback"));
+    let mut more = Vec::new();
+    for cpu in 0..2 {
+        let p = vm.expect(&format!("parallel cpu={cpu}"));
+        assert_eq!(p["rc"], "0", "{p:?}");
+        assert_eq!(p["region"], p["pattern"], "writer on CPU {cpu}: {p:?}");
+        more.push((HEAD + cpu * PAR, pattern(&format!("{seed}-cpu{cpu}"), PAR)));
+    }
     vm.finish();
-    check_image(&ex.image(), IMAGE, &seed);
+    check_image_with(&ex.image(), IMAGE, &seed, &more);
 }
 
 /// (c) block_resize over QMP while the guest runs: the guest sees the

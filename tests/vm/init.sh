@@ -4,7 +4,8 @@
 # reports on the serial console in lines "VMTEST <what> key=value...",
 # which the test parses. Then powers off.
 #
-# Command line: vmtest_steps=facts,wce,write,discard,read,resize,rowrite,hammer
+# Command line: vmtest_steps=facts,wce,write,parallel,discard,read,resize,
+# rowrite,hammer
 # (in the order given) and vmtest_seed=WORD (the pattern's seed).
 #
 # The pattern is the lines "SEED N" for N = 1, 2, ... cut to HEAD bytes
@@ -20,6 +21,7 @@ exec </dev/console >/dev/console 2>&1
 
 HEAD=1048576
 TAIL=65536
+PAR=2097152
 RESIZE_TIMEOUT=60
 
 say() { echo "VMTEST $*"; }
@@ -93,7 +95,11 @@ for step in $(echo "$steps" | tr , ' '); do
     facts)
         # What the config space says, as the guest's block layer took it.
         q=/sys/block/vda/queue
-        say "facts size=$(size) mq=$(ls /sys/block/vda/mq | wc -l)" \
+        queues=
+        for hctx in /sys/block/vda/mq/*; do
+            queues="$queues cpus_q${hctx##*/}=$(tr -d ' ' <$hctx/cpu_list)"
+        done
+        say "facts size=$(size) mq=$(ls /sys/block/vda/mq | wc -l)$queues" \
             "ro=$(cat /sys/block/vda/ro) lbs=$(cat $q/logical_block_size)" \
             "pbs=$(cat $q/physical_block_size) min_io=$(cat $q/minimum_io_size)" \
             "opt_io=$(cat $q/optimal_io_size) segs=$(cat $q/max_segments)" \
@@ -136,6 +142,28 @@ for step in $(echo "$steps" | tr , ' '); do
         pattern "$seed-ro" 4096 /tmp/ro
         rc=$(write_at /tmp/ro 0)
         say "rowrite rc=$rc err=$(head -1 /tmp/dd.err | tr ' ' _)"
+        ;;
+    parallel)
+        # One writer per CPU at once (so on every queue when there is one
+        # per CPU), each PAR bytes after the head region, then read back.
+        cpus=$(nproc)
+        pids=
+        c=0
+        while [ $c -lt "$cpus" ]; do
+            pattern "$seed-cpu$c" $PAR /tmp/par$c
+            taskset $((1 << c)) dd if=/tmp/par$c of=/dev/vda bs=65536 \
+                seek=$(((HEAD + c * PAR) / 65536)) oflag=direct 2>/dev/null &
+            pids="$pids $!"
+            c=$((c + 1))
+        done
+        rc=0
+        for pid in $pids; do wait "$pid" || rc=1; done
+        c=0
+        while [ $c -lt "$cpus" ]; do
+            say "parallel cpu=$c rc=$rc region=$(region_md5 $((HEAD + c * PAR)) $PAR)" \
+                "pattern=$(md5sum </tmp/par$c | cut -d' ' -f1)"
+            c=$((c + 1))
+        done
         ;;
     discard)
         # Discards the second quarter of the head region, then reads the
