@@ -15,13 +15,14 @@ need nbdinfo || { apt-get update -qq && apt-get install -y -qq libnbd-bin; }
 need fio || { apt-get update -qq && apt-get install -y -qq fio; }
 # --- vm helper (issue 11): the VM tests (tests/vhost_user_blk_vm.rs) -----
 # qemu-system-x86_64, a Debian kernel and busybox-static for the guest's
-# initramfs. bookworm's own qemu-system-x86 is 7.2 and installing it
-# replaces qemu-utils 10.0.2 (qemu-img, qemu-storage-daemon) with 7.2:
-# both come from bookworm-backports, where they are 10.0.2. The kernel and
-# busybox come from bookworm itself (-t bookworm-backports would also
-# upgrade systemd to the backports one).
+# initramfs (xz-utils: a test packs a module as .ko.xz). bookworm's own
+# qemu-system-x86 is 7.2 and installing it replaces qemu-utils 10.0.2
+# (qemu-img, qemu-storage-daemon) with 7.2: both come from
+# bookworm-backports, where they are 10.0.2. The kernel, busybox and xz
+# come from bookworm itself (-t bookworm-backports would also upgrade
+# systemd to the backports one).
 vm_tools_ok() {
-    need qemu-system-x86_64 && need qemu-img && [ -x /bin/busybox ] &&
+    need qemu-system-x86_64 && need qemu-img && need xz && [ -x /bin/busybox ] &&
         dpkg -s busybox-static >/dev/null 2>&1 &&
         compgen -G '/boot/vmlinuz-*' >/dev/null &&
         [[ "$(qemu-storage-daemon --version 2>/dev/null)" == "qemu-storage-daemon version 10.0.2 "* ]]
@@ -39,10 +40,10 @@ EOF
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
         -t bookworm-backports qemu-system-x86 qemu-utils
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-        linux-image-amd64 busybox-static
+        linux-image-amd64 busybox-static xz-utils
     vm_tools_ok || {
         echo "test.sh: after installing, the VM tests' tools are still wrong:" >&2
-        echo "  need qemu-system-x86_64, qemu-img, busybox-static, /boot/vmlinuz-*," >&2
+        echo "  need qemu-system-x86_64, qemu-img, xz, busybox-static, /boot/vmlinuz-*," >&2
         echo "  and qemu-storage-daemon 10.0.2; qemu-storage-daemon says:" >&2
         qemu-storage-daemon --version >&2 || true
         exit 1

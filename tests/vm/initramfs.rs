@@ -315,3 +315,32 @@ fn static_busybox_is_told_from_dynamic_binaries() {
     assert!(!has_interpreter(&read(BUSYBOX)), "{BUSYBOX} looks dynamic");
     assert!(has_interpreter(&read("/bin/ls")), "/bin/ls looks static");
 }
+
+#[test]
+fn compressed_modules_are_unpacked() {
+    let (version, _) = kernel().unwrap_or_else(|e| panic!("{e}"));
+    let modules = resolve_modules(Path::new(&format!("/lib/modules/{version}")))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let first = modules.first().expect("at least one module");
+    let plain = module_bytes(first).unwrap_or_else(|e| panic!("{e}"));
+    let dir = std::env::temp_dir().join(format!("vm-modules-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    for (tool, ext) in [("gzip", "gz"), ("xz", "xz")] {
+        let packed = dir.join(format!("m.ko.{ext}"));
+        let file = std::fs::File::create(&packed).expect("create");
+        let status = Command::new(tool)
+            .arg("-c")
+            .stdin(Stdio::piped())
+            .stdout(file)
+            .spawn()
+            .and_then(|mut c| {
+                c.stdin.take().expect("stdin").write_all(&plain)?;
+                c.wait()
+            })
+            .unwrap_or_else(|e| panic!("{tool}: {e} (./test.sh installs it)"));
+        assert!(status.success(), "{tool}: {status}");
+        let got = module_bytes(&packed).unwrap_or_else(|e| panic!("{e}"));
+        assert!(got == plain, ".ko.{ext} unpacked to other bytes");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
