@@ -13,6 +13,43 @@ need nbdinfo || { apt-get update -qq && apt-get install -y -qq libnbd-bin; }
 { need nbdsh && /usr/bin/python3 -c 'import nbd' 2>/dev/null; } ||
     { apt-get update -qq && apt-get install -y -qq python3-libnbd; }
 need fio || { apt-get update -qq && apt-get install -y -qq fio; }
+# --- vm helper (issue 11): the VM tests (tests/vhost_user_blk_vm.rs) -----
+# qemu-system-x86_64, a Debian kernel and busybox-static for the guest's
+# initramfs (xz-utils: a test packs a module as .ko.xz). bookworm's own
+# qemu-system-x86 is 7.2 and installing it replaces qemu-utils 10.0.2
+# (qemu-img, qemu-storage-daemon) with 7.2: both come from
+# bookworm-backports, where they are 10.0.2. The kernel, busybox and xz
+# come from bookworm itself (-t bookworm-backports would also upgrade
+# systemd to the backports one).
+vm_tools_ok() {
+    need qemu-system-x86_64 && need qemu-img && need xz && [ -x /bin/busybox ] &&
+        dpkg -s busybox-static >/dev/null 2>&1 &&
+        compgen -G '/boot/vmlinuz-*' >/dev/null &&
+        [[ "$(qemu-storage-daemon --version 2>/dev/null)" == "qemu-storage-daemon version 10.0.2 "* ]]
+}
+if ! vm_tools_ok; then
+    backports=/etc/apt/sources.list.d/bookworm-backports.sources
+    [ -e "$backports" ] || cat >"$backports" <<'EOF'
+Types: deb
+URIs: http://deb.debian.org/debian
+Suites: bookworm-backports
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+EOF
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        -t bookworm-backports qemu-system-x86 qemu-utils
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        linux-image-amd64 busybox-static xz-utils
+    vm_tools_ok || {
+        echo "test.sh: after installing, the VM tests' tools are still wrong:" >&2
+        echo "  need qemu-system-x86_64, qemu-img, xz, busybox-static, /boot/vmlinuz-*," >&2
+        echo "  and qemu-storage-daemon 10.0.2; qemu-storage-daemon says:" >&2
+        qemu-storage-daemon --version >&2 || true
+        exit 1
+    }
+fi
+# --- end of the vm helper's block -----------------------------------------
 # qemu-storage-daemon, qemu-img and qemu-io: the reference daemon of the
 # differential tests and the image tools (this machine kind has them)
 need qemu-storage-daemon || { apt-get update -qq && apt-get install -y -qq qemu-utils; }
