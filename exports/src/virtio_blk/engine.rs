@@ -184,10 +184,12 @@ impl Engine {
             let Some(iov) = io_vecs(owner, &pieces, Permissions::Write) else {
                 return VIRTIO_BLK_S_IOERR;
             };
-            if self.dev.readv(offset + at, iov).await.is_err() {
+            let r = self.dev.readv(offset + at, iov).await;
+            // A failed read may have written some of it too.
+            mark_dirty(owner.memory(), &pieces);
+            if r.is_err() {
                 return VIRTIO_BLK_S_IOERR;
             }
-            mark_dirty(owner.memory(), &pieces);
         }
         VIRTIO_BLK_S_OK
     }
