@@ -109,9 +109,10 @@ impl Engine {
         M: Deref + Clone + Send + Sync + 'static,
         M::Target: GuestMemory + Send + Sync,
     {
-        let mem = chain.memory();
-        let req = request::parse(chain.clone(), mem)?;
-        let owner = Arc::new(chain.clone());
+        // The chain itself keeps the memory mapped for the I/O it starts.
+        let owner = Arc::new(chain);
+        let mem = owner.memory();
+        let req = request::parse((*owner).clone(), mem)?;
         let status = self.serve(&owner, &req).await;
         // parse() checked the status byte against guest memory.
         mem.write_slice(&[status], req.status)
@@ -183,10 +184,12 @@ impl Engine {
             let Some(iov) = io_vecs(owner, &pieces, Permissions::Write) else {
                 return VIRTIO_BLK_S_IOERR;
             };
-            if self.dev.readv(offset + at, iov).await.is_err() {
+            let r = self.dev.readv(offset + at, iov).await;
+            // A failed read may have written some of it too.
+            mark_dirty(owner.memory(), &pieces);
+            if r.is_err() {
                 return VIRTIO_BLK_S_IOERR;
             }
-            mark_dirty(owner.memory(), &pieces);
         }
         VIRTIO_BLK_S_OK
     }

@@ -528,6 +528,61 @@ fn header_and_data_split_across_descriptors() {
     assert_eq!(rig.status(), OK);
 }
 
+/// Descriptors in the "wrong" direction for the request are not data
+/// (qsd: the same statuses and used lengths).
+#[test]
+fn data_in_the_other_direction_is_ignored() {
+    let disk = patterned_disk(MIB);
+    let mut rig = Rig::new(disk.clone(), &opts(512, true));
+    rig.driver
+        .write(HDR, &header(VIRTIO_BLK_T_IN, 0))
+        .expect("header");
+    rig.driver.write(BUF, &[0xcc; 512]).expect("buf");
+    assert_eq!(
+        rig.submit(&[Desc::r(HDR, 16), Desc::r(BUF, 512), Desc::w(STATUS, 1)]),
+        Ok(1)
+    );
+    assert_eq!(rig.status(), OK);
+    assert_eq!(rig.driver.read(BUF, 512).expect("buf"), [0xcc; 512]);
+
+    rig.driver
+        .write(HDR, &header(VIRTIO_BLK_T_OUT, 0))
+        .expect("header");
+    assert_eq!(
+        rig.submit(&[Desc::r(HDR, 16), Desc::w(BUF, 512), Desc::w(STATUS, 1)]),
+        Ok(513)
+    );
+    assert_eq!(rig.status(), OK);
+    assert!(disk.state().data == pattern(MIB), "a write of nothing");
+
+    rig.driver
+        .write(HDR, &header(VIRTIO_BLK_T_FLUSH, 0))
+        .expect("header");
+    let chain = [
+        Desc::r(HDR, 16),
+        Desc::r(BUF, 512),
+        Desc::w(BUF + 1024, 512),
+        Desc::w(STATUS, 1),
+    ];
+    assert_eq!(rig.submit(&chain), Ok(513));
+    assert_eq!(rig.status(), OK);
+
+    // The status is the last byte of a 4-byte descriptor: the three
+    // before it are data, 515 bytes in all, not whole sectors.
+    rig.driver
+        .write(HDR, &header(VIRTIO_BLK_T_IN, 0))
+        .expect("header");
+    rig.driver.write(STATUS, &[0xee; 4]).expect("status");
+    assert_eq!(
+        rig.submit(&[Desc::r(HDR, 16), Desc::w(BUF, 512), Desc::w(STATUS, 4)]),
+        Ok(516)
+    );
+    assert_eq!(
+        rig.driver.read(STATUS, 4).expect("status"),
+        [0xee, 0xee, 0xee, IOERR]
+    );
+}
+
 #[test]
 fn large_requests_go_through_in_pieces() {
     // 3 MiB + 512: more than one CHUNK, not a multiple of it.
