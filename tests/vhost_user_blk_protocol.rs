@@ -514,3 +514,118 @@ fn resize_without_a_front_end_kills_qsd_not_ours() {
         "qsd 10.0.2 was expected to die of SIGSEGV: {outcome:?}"
     );
 }
+
+/// `addr.type=fd`: a listening socket handed over at exec serves as the
+/// export's, for qsd and ours alike; ours takes each descriptor once.
+#[test]
+fn inherited_listening_socket() {
+    use std::os::fd::AsRawFd;
+    let mut facts = Vec::new();
+    for bin in [QSD, OURS] {
+        let dir = TempDir::new("vu-fd");
+        let sock = dir.join("fd.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&sock).expect("bind");
+        let fd = listener.as_raw_fd();
+        let qmp = dir.join("qmp.sock");
+        let mut cmd = std::process::Command::new(bin);
+        cmd.args(strings(&[
+            "--chardev",
+            &format!("socket,id=m,path={qmp},server=on,wait=off"),
+            "--monitor",
+            "chardev=m",
+            "--blockdev",
+            "null-co,node-name=n",
+            "--export",
+            &format!("type=vhost-user-blk,id=e,node-name=n,addr.type=fd,addr.str={fd}"),
+        ]))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+        common::inherit_fd(&mut cmd, fd);
+        let mut d = Daemon {
+            child: cmd.spawn().expect("spawn"),
+            qmp_path: Some(qmp.clone()),
+        };
+        drop(listener);
+        d.wait_for_socket(&qmp);
+        let mut q = d.qmp();
+        q.alive();
+        facts.push(device_facts(&sock));
+        // The same descriptor again (ours: it is taken).
+        let r = q.execute(
+            "block-export-add",
+            json!({"type": "vhost-user-blk", "id": "e2", "node-name": "n",
+                   "addr": {"type": "fd", "str": fd.to_string()}}),
+        );
+        facts.push(vec![format!("{r:?}")]);
+        q.cmd("block-export-del", json!({"id": "e"}));
+        facts.push(vec![format!(
+            "socket left after delete: {}",
+            common::exists(&sock)
+        )]);
+    }
+    for (o, q) in facts[3..].iter().zip(&facts[..3]) {
+        assert_eq!(o, q, "ours (left) vs qsd (right)");
+    }
+}
+
+/// A file left at the socket path (a crashed daemon's socket) is
+/// replaced, as qsd does.
+#[test]
+fn stale_socket_path_is_replaced() {
+    for bin in [QSD, OURS] {
+        let dir = TempDir::new("vu-stale");
+        let sock = dir.join("vu.sock");
+        std::fs::write(&sock, b"stale").expect("stale file");
+        let (_d, sock) = start(bin, &dir, "");
+        assert!(device_facts(&sock)[0].starts_with("features "), "{bin}");
+    }
+}
+
+/// With `num-queues=2` a front end may use the second queue; with
+/// EVENT_IDX negotiated requests still complete (notification
+/// suppression on both sides).
+#[test]
+fn second_queue_and_event_idx() {
+    use std::os::fd::AsRawFd;
+    let mut logs = Vec::new();
+    for bin in [QSD, OURS] {
+        let dir = TempDir::new("vu-mq");
+        let (_d, sock) = start(bin, &dir, ",writable=on,num-queues=2");
+        let mut log = Vec::new();
+        for event_idx in [false, true] {
+            let mut f = Front::connect(&sock);
+            f.negotiate(
+                vu::PROTOCOL_F_REPLY_ACK | vu::PROTOCOL_F_MQ | vu::PROTOCOL_F_CONFIG,
+                event_idx,
+            );
+            assert_eq!(f.set_mem_table(), Some(0));
+            // Queue 0 is set up (its ring elsewhere, its own eventfds)
+            // but never kicked; queue 1 serves.
+            let (kick0, call0) = (vu::eventfd(), vu::eventfd());
+            for a in f.setup_queue_with(0, 0x100000, kick0.as_raw_fd(), call0.as_raw_fd()) {
+                assert_eq!(a, Some(0));
+            }
+            for a in f.setup_queue(1, 0) {
+                assert_eq!(a, Some(0));
+            }
+            for i in 0..20u64 {
+                let w = f.request(vu::T_OUT, i * 8, &pattern(4096, i as u8), 0);
+                let r = f.request(vu::T_IN, i * 8, &[], 4096);
+                log.push(format!(
+                    "event_idx {event_idx} #{i}: {} {} {}",
+                    w.status,
+                    r.status,
+                    r.data == pattern(4096, i as u8)
+                ));
+            }
+        }
+        logs.push(log);
+    }
+    assert_eq!(logs[1], logs[0], "ours (left) vs qsd (right)");
+    assert!(
+        logs[0].iter().all(|l| l.ends_with("0 0 true")),
+        "{:?}",
+        logs[0]
+    );
+}

@@ -135,7 +135,15 @@ impl VhostUserBlkExport {
                 Some(path.clone()),
             ),
             VhostUserListen::Fd(fd) => match sockets::inherit_listener(*fd) {
-                Ok(Inherited::Unix(l)) => (l, None),
+                // qsd removes an inherited socket's path too when the
+                // export goes.
+                Ok(Inherited::Unix(l)) => {
+                    let path = l
+                        .local_addr()
+                        .ok()
+                        .and_then(|a| a.as_pathname().map(PathBuf::from));
+                    (l, path)
+                }
                 Ok(Inherited::Tcp(_)) => {
                     return Err(ExportError::new(format!(
                         "File descriptor '{fd}' is not a unix socket"
