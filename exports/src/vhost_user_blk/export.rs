@@ -39,51 +39,38 @@ fn live() -> MutexGuard<'static, Vec<Weak<Shared>>> {
     lock(&LIVE)
 }
 
-/// A private directory (mode 0700) holding the socket on which the relay
-/// hands connections to vhost-user-backend; nobody else can connect.
-struct PrivateSocket {
-    dir: PathBuf,
-    path: PathBuf,
-    /// vhost's listener, which accepts the relay's end of a connection.
-    listener: Mutex<Listener>,
-}
-
-impl PrivateSocket {
-    fn new() -> Result<PrivateSocket, String> {
-        let template = std::env::temp_dir().join("storage-daemon-vhost-XXXXXX");
-        let mut bytes = std::ffi::CString::new(template.into_os_string().into_encoded_bytes())
-            .map_err(|_| "temporary directory name has a NUL byte".to_string())?
-            .into_bytes_with_nul();
-        // SAFETY: mkdtemp rewrites the XXXXXX of a NUL-terminated buffer.
-        let p = unsafe { libc::mkdtemp(bytes.as_mut_ptr().cast()) };
-        if p.is_null() {
-            return Err(format!(
-                "Failed to create a private directory: {}",
-                storage_block::strerror(&std::io::Error::last_os_error())
-            ));
-        }
-        bytes.pop();
-        let dir = PathBuf::from(std::ffi::OsString::from(
-            String::from_utf8_lossy(&bytes).into_owned(),
+/// A connection to vhost's listener that only we can make: the listener
+/// is bound in a fresh directory of mode 0700, we connect, and the socket
+/// file and its directory are gone again before the library accepts (the
+/// connection waits in the backlog). Nothing is left on disk, even when
+/// the daemon is killed later.
+fn private_pair() -> Result<(Listener, UnixStream), String> {
+    let template = std::env::temp_dir().join("storage-daemon-vhost-XXXXXX");
+    let mut bytes = std::ffi::CString::new(template.into_os_string().into_encoded_bytes())
+        .map_err(|_| "temporary directory name has a NUL byte".to_string())?
+        .into_bytes_with_nul();
+    // SAFETY: mkdtemp rewrites the XXXXXX of a NUL-terminated buffer.
+    if unsafe { libc::mkdtemp(bytes.as_mut_ptr().cast()) }.is_null() {
+        return Err(format!(
+            "Failed to create a private directory: {}",
+            storage_block::strerror(&std::io::Error::last_os_error())
         ));
-        let path = dir.join("backend.sock");
-        let listener = Listener::new(&path, true).map_err(|e| {
-            let _ = std::fs::remove_dir(&dir);
-            format!("Failed to create the back-end socket: {e}")
-        })?;
-        Ok(PrivateSocket {
-            dir,
-            path,
-            listener: Mutex::new(listener),
-        })
     }
-}
-
-impl Drop for PrivateSocket {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-        let _ = std::fs::remove_dir(&self.dir);
-    }
+    bytes.pop();
+    let dir = PathBuf::from(std::ffi::OsString::from(
+        String::from_utf8_lossy(&bytes).into_owned(),
+    ));
+    let path = dir.join("backend.sock");
+    let made = Listener::new(&path, true)
+        .map_err(|e| format!("Failed to create the back-end socket: {e}"))
+        .and_then(|l| {
+            UnixStream::connect(&path)
+                .map(|c| (l, c))
+                .map_err(|e| format!("Failed to connect to the back-end socket: {e}"))
+        });
+    let _ = std::fs::remove_file(&path);
+    let _ = std::fs::remove_dir(&dir);
+    made
 }
 
 struct Shared {
@@ -94,7 +81,6 @@ struct Shared {
     opts: BlkOptions,
     inflight: Arc<Inflight>,
     runtime: tokio::runtime::Handle,
-    private: PrivateSocket,
     channel: Mutex<BackendChannel>,
     /// The attached front end (a clone of its socket), to cut it off.
     front: Mutex<Option<UnixStream>>,
@@ -152,15 +138,6 @@ impl VhostUserBlkExport {
                 Err(e) => return Err(ExportError::new(e.to_string())),
             },
         };
-        let private = match PrivateSocket::new() {
-            Ok(p) => p,
-            Err(e) => {
-                if let Some(p) = &unlink {
-                    let _ = std::fs::remove_file(p);
-                }
-                return Err(ExportError::new(e));
-            }
-        };
         let changed = Arc::new(Notify::new());
         let on_idle = {
             let changed = changed.clone();
@@ -175,7 +152,6 @@ impl VhostUserBlkExport {
             opts: blk,
             inflight: Arc::new(Inflight::new(usize::from(blk.num_queues), on_idle)),
             runtime,
-            private,
             channel: Mutex::new(BackendChannel::default()),
             front: Mutex::new(None),
             session_alive: AtomicBool::new(false),
@@ -284,10 +260,9 @@ impl Shared {
         ));
         let mut daemon =
             VhostUserDaemon::new("vhost-user-blk".into(), backend, mem).map_err(|e| setup(&e))?;
-        let back = UnixStream::connect(&self.private.path).map_err(|e| setup(&e))?;
-        daemon
-            .start(&mut lock(&self.private.listener))
-            .map_err(|e| setup(&e))?;
+        let (mut listener, back) = private_pair().map_err(|e| setup(&e))?;
+        daemon.start(&mut listener).map_err(|e| setup(&e))?;
+        drop(listener);
         let relayed = relay::relay(&front, &back, &self.channel);
         let _ = back.shutdown(std::net::Shutdown::Both);
         let _ = front.shutdown(std::net::Shutdown::Both);
