@@ -31,6 +31,7 @@ use vmm_sys_util::event::{
     EventConsumer, EventFlag, EventNotifier, new_event_consumer_and_notifier,
 };
 
+use super::options::MAX_NUM_QUEUES;
 use crate::virtio_blk::{BlkConfig, BlkOptions, Engine, device_features};
 
 /// Guest memory as the library maps it.
@@ -39,9 +40,6 @@ pub type GuestMem = GuestMemoryAtomic<GuestMemoryMmap<()>>;
 /// The largest queue a front end may set up: libvhost-user's (and so
 /// qsd's) `VIRTQUEUE_MAX_SIZE`.
 pub const MAX_QUEUE_SIZE: u16 = 1024;
-
-/// Queues the library's `queues_per_thread` bit mask can hold.
-pub const MAX_SERVED_QUEUES: usize = 64;
 
 /// vhost-user's own feature bits, which qsd (libvhost-user) adds to the
 /// device's: `VIRTIO_F_NOTIFY_ON_EMPTY`, `VHOST_F_LOG_ALL`,
@@ -350,8 +348,10 @@ impl VhostUserBackend for BlkBackend {
     }
 
     fn queues_per_thread(&self) -> Vec<u64> {
-        // One worker thread for every queue: it only moves chains to tasks.
-        let n = self.num_queues().min(MAX_SERVED_QUEUES);
+        // One worker thread for every queue (at most 64, which the
+        // options checked): it only polls requests and moves the slow
+        // ones to tasks.
+        let n = self.num_queues().min(MAX_NUM_QUEUES);
         vec![if n == 64 { u64::MAX } else { (1u64 << n) - 1 }]
     }
 
