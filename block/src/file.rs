@@ -25,10 +25,12 @@ use serde_json::{Map, Value, json};
 use super::graph::Error;
 use super::node::{Driver, DriverInfo};
 use super::perm::{LockState, Perms};
-use super::{BlockStatus, BufResult, IoBuf, errno, strerror};
+use super::{BlockStatus, BufResult, IoBuf, IoVecs, errno, strerror};
 
 /// Largest request run inline (tmpfs copy or `RWF_NOWAIT` attempt).
 const INLINE_MAX: usize = 1 << 20;
+/// Most vectors one `preadv`/`pwritev` takes (the kernel's `UIO_MAXIOV`).
+const IOV_MAX: usize = 1024;
 /// Chunk used when zeroes have to be written as data.
 const ZERO_CHUNK: usize = 1 << 20;
 
@@ -292,6 +294,96 @@ impl FileInner {
         }
         self.grew(end);
         Ok(())
+    }
+
+    /// `preadv2` of all of `iov` from byte `done` on, at `off + done`;
+    /// zeroes past end of file.
+    fn preadv_full(&self, iov: &IoVecs, mut done: usize, off: u64) -> io::Result<()> {
+        while done < iov.len() {
+            let v = iov.remaining(done);
+            let cnt = v.len().min(IOV_MAX);
+            let want: usize = v[..cnt].iter().map(|x| x.iov_len).sum();
+            let at = (off + done as u64) as i64;
+            // SAFETY: the vectors cover memory the IoVecs' owner keeps
+            // mapped for as long as `iov` lives.
+            let r = unsafe { libc::preadv2(self.fd(), v.as_ptr(), cnt as i32, at, 0) };
+            match cvt(r) {
+                Ok(0) => break,
+                Ok(n) => {
+                    done += n;
+                    // As in pread_full: a short O_DIRECT read is the end.
+                    if self.direct && n < want {
+                        break;
+                    }
+                }
+                Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        iov.zero_from(done);
+        Ok(())
+    }
+
+    /// `pwritev2` of all of `iov` at `off`.
+    fn pwritev_full(&self, iov: &IoVecs, off: u64, flags: libc::c_int) -> io::Result<()> {
+        let mut done = 0;
+        while done < iov.len() {
+            let v = iov.remaining(done);
+            let n = v.len().min(IOV_MAX);
+            // SAFETY: as in preadv_full; the kernel only reads.
+            let r = unsafe {
+                libc::pwritev2(
+                    self.fd(),
+                    v.as_ptr(),
+                    n as i32,
+                    (off + done as u64) as i64,
+                    flags,
+                )
+            };
+            match cvt(r) {
+                Ok(0) => return Err(errno(libc::EIO)),
+                Ok(n) => done += n,
+                Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.grew(off + iov.len() as u64);
+        Ok(())
+    }
+
+    /// O_DIRECT can take these vectors as they are.
+    fn direct_ok(&self, off: u64, iov: &IoVecs) -> bool {
+        !self.direct || (self.aligned(off, iov.len() as u64) && iov.aligned(self.align))
+    }
+
+    /// A vectored read as a blocking call: straight into `iov`, or
+    /// through the bounce path when O_DIRECT cannot take it.
+    fn readv_blocking(&self, off: u64, iov: &IoVecs, done: usize) -> io::Result<()> {
+        if self.direct_ok(off, iov) {
+            return self.preadv_full(iov, done, off);
+        }
+        let mut buf = IoBuf::with_len(iov.len() - done);
+        self.read_blocking(off + done as u64, &mut buf)?;
+        iov.copy_from(done, &buf);
+        Ok(())
+    }
+
+    /// A vectored write as a blocking call.
+    fn writev_blocking(&self, off: u64, iov: &IoVecs, fua: bool) -> io::Result<()> {
+        if !self.direct_ok(off, iov) {
+            let mut buf = IoBuf::with_len(iov.len());
+            iov.copy_to(0, &mut buf);
+            return self.write_blocking(off, &buf, fua);
+        }
+        let flags = if fua && !self.no_flush {
+            libc::RWF_DSYNC
+        } else {
+            0
+        };
+        let _shared = self
+            .direct
+            .then(|| self.rmw.read().unwrap_or_else(|e| e.into_inner()));
+        self.pwritev_full(iov, off, flags)
     }
 
     fn grew(&self, end: u64) {
@@ -601,6 +693,36 @@ impl FileDriver {
         r.unwrap_or_else(|e| (Err(e), IoBuf::new()))
     }
 
+    /// Tries a buffered vectored read without blocking; returns how much
+    /// was read (all of it at end of file).
+    fn readv_nowait(&self, off: u64, iov: &IoVecs) -> usize {
+        let v = iov.remaining(0);
+        let n = v.len().min(IOV_MAX);
+        // SAFETY: the vectors cover memory the IoVecs' owner keeps mapped.
+        let r = unsafe {
+            libc::preadv2(
+                self.inner.fd(),
+                v.as_ptr(),
+                n as i32,
+                off as i64,
+                libc::RWF_NOWAIT,
+            )
+        };
+        match cvt(r) {
+            Ok(0) => {
+                iov.zero_from(0);
+                iov.len()
+            }
+            Ok(n) => n,
+            Err(e) => {
+                if e.raw_os_error() != Some(libc::EAGAIN) {
+                    self.inner.nowait_read.store(false, Ordering::Relaxed);
+                }
+                0
+            }
+        }
+    }
+
     /// Tries a buffered read without blocking; returns how much was read.
     fn read_nowait(&self, off: u64, buf: &mut [u8]) -> Option<usize> {
         let iov = libc::iovec {
@@ -671,6 +793,42 @@ impl Driver for FileDriver {
         })
         .await;
         r.unwrap_or_else(|e| (Err(e), IoBuf::new()))
+    }
+
+    async fn readv(&self, off: u64, iov: IoVecs) -> io::Result<()> {
+        let inner = &self.inner;
+        let mut done = 0;
+        if iov.len() <= INLINE_MAX {
+            if inner.inline {
+                return inner.readv_blocking(off, &iov, 0);
+            }
+            if inner.nowait_read.load(Ordering::Relaxed) {
+                done = self.readv_nowait(off, &iov);
+                if done == iov.len() {
+                    return Ok(());
+                }
+            }
+        }
+        let inner = inner.clone();
+        pool(move || inner.readv_blocking(off, &iov, done)).await?
+    }
+
+    async fn writev(&self, off: u64, iov: IoVecs, fua: bool) -> io::Result<()> {
+        let inner = &self.inner;
+        if iov.len() <= INLINE_MAX {
+            if inner.inline {
+                return inner.writev_blocking(off, &iov, fua);
+            }
+            if !fua && inner.nowait_write.load(Ordering::Relaxed) {
+                match inner.pwritev_full(&iov, off, libc::RWF_NOWAIT) {
+                    Ok(()) => return Ok(()),
+                    Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => {}
+                    Err(_) => inner.nowait_write.store(false, Ordering::Relaxed),
+                }
+            }
+        }
+        let inner = inner.clone();
+        pool(move || inner.writev_blocking(off, &iov, fua)).await?
     }
 
     async fn flush(&self) -> io::Result<()> {

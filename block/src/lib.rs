@@ -11,6 +11,7 @@
 mod buf;
 mod file;
 pub mod graph;
+mod iovec;
 mod node;
 mod null;
 pub mod options;
@@ -24,6 +25,7 @@ use std::pin::Pin;
 
 pub use buf::{IoBuf, is_zero};
 pub use graph::{BlockGraph, Error, NodeUser, id_wellformed};
+pub use iovec::IoVecs;
 pub use options::{
     Aio, BlockdevOptions, BlockdevRef, CacheOptions, DetectZeroes, Discard, DriverOptions,
     FileOptions, NullOptions, OnOffAuto, RawOptions,
@@ -68,6 +70,25 @@ pub trait BlockDevice: Send + Sync {
     /// Writes `buf` at `offset`; with `fua`, the data is on stable storage
     /// when the future completes.
     fn write(&self, offset: u64, buf: IoBuf, fua: bool) -> IoFuture<'_, BufResult>;
+    /// [`BlockDevice::read`] into memory the caller maps (a guest's): the
+    /// `file` driver reads straight into it; the default copies through
+    /// an [`IoBuf`].
+    fn readv(&self, offset: u64, iov: IoVecs) -> IoFuture<'_, io::Result<()>> {
+        Box::pin(async move {
+            let (r, buf) = self.read(offset, IoBuf::with_len(iov.len())).await;
+            r?;
+            iov.copy_from(0, &buf);
+            Ok(())
+        })
+    }
+    /// [`BlockDevice::write`] from memory the caller maps.
+    fn writev(&self, offset: u64, iov: IoVecs, fua: bool) -> IoFuture<'_, io::Result<()>> {
+        Box::pin(async move {
+            let mut buf = IoBuf::with_len(iov.len());
+            iov.copy_to(0, &mut buf);
+            self.write(offset, buf, fua).await.0
+        })
+    }
     fn flush(&self) -> IoFuture<'_, io::Result<()>>;
     /// A hint: ignored unless the node was opened with `discard=unmap`.
     fn discard(&self, offset: u64, len: u64) -> IoFuture<'_, io::Result<()>>;

@@ -9,8 +9,8 @@ use std::io;
 use serde_json::{Map, Value};
 
 use super::{
-    BlockDevice, BlockStatus, BufResult, DetectZeroes, Discard, IoBuf, IoFuture, NodeInfo, errno,
-    is_zero,
+    BlockDevice, BlockStatus, BufResult, DetectZeroes, Discard, IoBuf, IoFuture, IoVecs, NodeInfo,
+    errno, is_zero,
 };
 
 /// What a driver implements; [`Node`] has checked the request already.
@@ -18,6 +18,28 @@ pub(crate) trait Driver: Send + Sync + 'static {
     fn size(&self) -> u64;
     fn read(&self, offset: u64, buf: IoBuf) -> impl Future<Output = BufResult> + Send;
     fn write(&self, offset: u64, buf: IoBuf, fua: bool) -> impl Future<Output = BufResult> + Send;
+    /// Vectored read; by default through an [`IoBuf`].
+    fn readv(&self, offset: u64, iov: IoVecs) -> impl Future<Output = io::Result<()>> + Send {
+        async move {
+            let (r, buf) = self.read(offset, IoBuf::with_len(iov.len())).await;
+            r?;
+            iov.copy_from(0, &buf);
+            Ok(())
+        }
+    }
+    /// Vectored write; by default through an [`IoBuf`].
+    fn writev(
+        &self,
+        offset: u64,
+        iov: IoVecs,
+        fua: bool,
+    ) -> impl Future<Output = io::Result<()>> + Send {
+        async move {
+            let mut buf = IoBuf::with_len(iov.len());
+            iov.copy_to(0, &mut buf);
+            self.write(offset, buf, fua).await.0
+        }
+    }
     fn flush(&self) -> impl Future<Output = io::Result<()>> + Send;
     fn discard(&self, offset: u64, len: u64) -> impl Future<Output = io::Result<()>> + Send;
     fn write_zeroes(
@@ -116,6 +138,33 @@ impl<D: Driver> BlockDevice for Node<D> {
                 return (r, buf);
             }
             self.drv.write(offset, buf, fua).await
+        })
+    }
+
+    fn readv(&self, offset: u64, iov: IoVecs) -> IoFuture<'_, io::Result<()>> {
+        Box::pin(async move {
+            self.check(offset, iov.len() as u64)?;
+            if iov.is_empty() {
+                return Ok(());
+            }
+            self.drv.readv(offset, iov).await
+        })
+    }
+
+    fn writev(&self, offset: u64, iov: IoVecs, fua: bool) -> IoFuture<'_, io::Result<()>> {
+        Box::pin(async move {
+            self.check_write(offset, iov.len() as u64)?;
+            if iov.is_empty() {
+                return Ok(());
+            }
+            if self.common.detect_zeroes != DetectZeroes::Off {
+                // Zero detection looks at the data: take a copy, and the
+                // plain write path.
+                let mut buf = IoBuf::with_len(iov.len());
+                iov.copy_to(0, &mut buf);
+                return BlockDevice::write(self, offset, buf, fua).await.0;
+            }
+            self.drv.writev(offset, iov, fua).await
         })
     }
 

@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 
 use super::graph::Error;
 use super::node::{Driver, DriverInfo};
-use super::{BlockStatus, BufResult, IoBuf, MAX_LENGTH, NullOptions};
+use super::{BlockStatus, BufResult, IoBuf, IoVecs, MAX_LENGTH, NullOptions};
 
 pub(crate) struct NullDriver {
     name: &'static str,
@@ -66,6 +66,17 @@ impl Driver for NullDriver {
     async fn write(&self, _offset: u64, buf: IoBuf, _fua: bool) -> BufResult {
         self.delay().await;
         (Ok(()), buf)
+    }
+
+    async fn readv(&self, _offset: u64, iov: IoVecs) -> io::Result<()> {
+        self.delay().await;
+        iov.zero_from(0);
+        Ok(())
+    }
+
+    async fn writev(&self, _offset: u64, _iov: IoVecs, _fua: bool) -> io::Result<()> {
+        self.delay().await;
+        Ok(())
     }
 
     async fn flush(&self) -> io::Result<()> {

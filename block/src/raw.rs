@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::graph::Error;
 use super::node::{Driver, DriverInfo};
-use super::{BlockDevice, BlockStatus, BufResult, IoBuf};
+use super::{BlockDevice, BlockStatus, BufResult, IoBuf, IoVecs};
 
 pub(crate) struct RawDriver {
     child: Arc<dyn BlockDevice>,
@@ -95,6 +95,21 @@ impl Driver for RawDriver {
 
     async fn write(&self, offset: u64, buf: IoBuf, fua: bool) -> BufResult {
         self.child.write(self.offset + offset, buf, fua).await
+    }
+
+    async fn readv(&self, offset: u64, iov: IoVecs) -> io::Result<()> {
+        if offset + iov.len() as u64 <= self.child_len() {
+            return self.child.readv(self.offset + offset, iov).await;
+        }
+        // The zeroes past the child's end: the copying path.
+        let (r, buf) = self.read(offset, IoBuf::with_len(iov.len())).await;
+        r?;
+        iov.copy_from(0, &buf);
+        Ok(())
+    }
+
+    async fn writev(&self, offset: u64, iov: IoVecs, fua: bool) -> io::Result<()> {
+        self.child.writev(self.offset + offset, iov, fua).await
     }
 
     async fn flush(&self) -> io::Result<()> {

@@ -6,15 +6,15 @@ use std::ops::Deref;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use storage_block::BlockDevice;
+use storage_block::{BlockDevice, IoVecs};
 use virtio_bindings::virtio_blk::*;
 use virtio_queue::DescriptorChain;
-use vm_memory::{Bytes, GuestMemory};
+use vm_memory::bitmap::Bitmap;
+use vm_memory::{Address, Bytes, GuestMemory, Permissions};
 
 use super::config::{MAX_DISCARD_SECTORS, MAX_WRITE_ZEROES_SECTORS};
-use super::request::{self, Cursor, Request};
+use super::request::{self, ChainError, Request, Segment};
 use super::{BlkOptions, SECTOR_SHIFT, SECTOR_SIZE};
-use crate::buffers::BufferPool;
 
 /// The id qsd's vhost-user-blk export answers to `GET_ID` (NUL included).
 pub const VHOST_USER_BLK_SERIAL: &str = "vhost_user_blk";
@@ -23,8 +23,11 @@ pub const VHOST_USER_BLK_SERIAL: &str = "vhost_user_blk";
 /// `BDRV_REQUEST_MAX_SECTORS` (`INT_MAX >> 9` sectors).
 pub const MAX_REQUEST_SECTORS: u64 = (i32::MAX as u64) >> SECTOR_SHIFT;
 
-/// Data moves between guest memory and the node in pieces of at most this
-/// much, so a driver's 2 GiB request does not make us allocate 2 GiB.
+/// Reads and writes go to the node in pieces of at most this much: the
+/// `file` driver moves them straight between guest memory and the file,
+/// others copy through a buffer of this size, so a driver's 2 GiB
+/// requests (or many aliasing one buffer) do not make us allocate 2 GiB
+/// each.
 pub const CHUNK: usize = 1 << 20;
 
 /// Serves the requests of one export, on any transport and any queue.
@@ -35,7 +38,6 @@ pub struct Engine {
     writeback: AtomicBool,
     /// The `GET_ID` answer, at most 20 bytes, NUL-terminated if shorter.
     serial: Vec<u8>,
-    bufs: BufferPool,
 }
 
 impl std::fmt::Debug for Engine {
@@ -59,7 +61,6 @@ impl Engine {
             writable: opts.writable,
             writeback: AtomicBool::new(!opts.writethrough),
             serial: Vec::new(),
-            bufs: BufferPool::new(64, CHUNK),
         };
         e.set_serial(VHOST_USER_BLK_SERIAL);
         e
@@ -87,32 +88,51 @@ impl Engine {
     /// device-writable byte of the chain, status included, as qsd reports
     /// it. A chain too broken to carry a status byte returns 0 and writes
     /// nothing (the caller still puts it on the used ring).
+    ///
+    /// Data moves straight between the guest memory the chain's `M` maps
+    /// and the node; a clone of the chain goes with each piece of I/O and
+    /// keeps that memory mapped even if this future is dropped half way
+    /// (hence `'static`: a `GuestMemoryLoadGuard`, an `Arc` or a `&'static`).
     pub async fn process<M>(&self, chain: DescriptorChain<M>) -> u32
     where
-        M: Deref + Clone + Send + Sync,
+        M: Deref + Clone + Send + Sync + 'static,
         M::Target: GuestMemory + Send + Sync,
     {
-        let mem = chain.memory();
-        let req = match request::parse(chain.clone(), mem) {
-            Ok(r) => r,
-            Err(_) => return 0,
-        };
-        let status = self.serve(mem, &req).await;
-        // The status byte was checked against guest memory by parse().
-        match mem.write_slice(&[status], req.status) {
-            Ok(()) => req.in_len,
-            Err(_) => 0,
-        }
+        self.process_chain(chain).await.unwrap_or(0)
     }
 
-    /// The status of one parsed request.
-    pub async fn serve<G>(&self, mem: &G, req: &Request) -> u8
+    /// [`Engine::process`], saying why a broken chain was not served (for
+    /// the transport's log: qsd prints these and drops the chain, or, for
+    /// descriptors it cannot map, stops the device).
+    pub async fn process_chain<M>(&self, chain: DescriptorChain<M>) -> Result<u32, ChainError>
     where
-        G: GuestMemory + Sync + ?Sized,
+        M: Deref + Clone + Send + Sync + 'static,
+        M::Target: GuestMemory + Send + Sync,
     {
+        // The chain itself keeps the memory mapped for the I/O it starts.
+        let owner = Arc::new(chain);
+        let mem = owner.memory();
+        let req = request::parse((*owner).clone(), mem)?;
+        let status = self.serve(&owner, &req).await;
+        // parse() checked the status byte against guest memory.
+        mem.write_slice(&[status], req.status)
+            .map_err(|_| ChainError::OutsideMemory {
+                addr: req.status.0,
+                len: 1,
+            })?;
+        Ok(req.in_len)
+    }
+
+    /// The status of one parsed request over the memory `owner` maps.
+    async fn serve<M>(&self, owner: &Arc<DescriptorChain<M>>, req: &Request) -> u8
+    where
+        M: Deref + Clone + Send + Sync + 'static,
+        M::Target: GuestMemory + Send + Sync,
+    {
+        let mem = owner.memory();
         let status = match req.header.req_type & !VIRTIO_BLK_T_BARRIER {
-            VIRTIO_BLK_T_IN => self.read(mem, req).await,
-            VIRTIO_BLK_T_OUT => self.write(mem, req).await,
+            VIRTIO_BLK_T_IN => self.read(owner, req).await,
+            VIRTIO_BLK_T_OUT => self.write(owner, req).await,
             VIRTIO_BLK_T_FLUSH => match self.dev.flush().await {
                 Ok(()) => VIRTIO_BLK_S_OK,
                 Err(_) => VIRTIO_BLK_S_IOERR,
@@ -150,34 +170,34 @@ impl Engine {
         sector <= total && sectors <= total - sector
     }
 
-    async fn read<G>(&self, mem: &G, req: &Request) -> u32
+    async fn read<M>(&self, owner: &Arc<DescriptorChain<M>>, req: &Request) -> u32
     where
-        G: GuestMemory + Sync + ?Sized,
+        M: Deref + Clone + Send + Sync + 'static,
+        M::Target: GuestMemory + Send + Sync,
     {
         let len = req.in_data_len();
         if !self.range_ok(req.header.sector, len) {
             return VIRTIO_BLK_S_IOERR;
         }
-        let mut offset = req.header.sector << SECTOR_SHIFT;
-        let mut cursor = Cursor::default();
-        let mut left = len;
-        while left > 0 {
-            let n = left.min(CHUNK as u64) as usize;
-            let (res, buf) = self.dev.read(offset, self.bufs.take(n)).await;
-            let ok = res.is_ok() && cursor.write(mem, &req.in_data, &buf).is_ok();
-            self.bufs.put(buf);
-            if !ok {
+        let offset = req.header.sector << SECTOR_SHIFT;
+        for (at, pieces) in chunks(&req.in_data, CHUNK as u64) {
+            let Some(iov) = io_vecs(owner, &pieces, Permissions::Write) else {
+                return VIRTIO_BLK_S_IOERR;
+            };
+            let r = self.dev.readv(offset + at, iov).await;
+            // A failed read may have written some of it too.
+            mark_dirty(owner.memory(), &pieces);
+            if r.is_err() {
                 return VIRTIO_BLK_S_IOERR;
             }
-            offset += n as u64;
-            left -= n as u64;
         }
         VIRTIO_BLK_S_OK
     }
 
-    async fn write<G>(&self, mem: &G, req: &Request) -> u32
+    async fn write<M>(&self, owner: &Arc<DescriptorChain<M>>, req: &Request) -> u32
     where
-        G: GuestMemory + Sync + ?Sized,
+        M: Deref + Clone + Send + Sync + 'static,
+        M::Target: GuestMemory + Send + Sync,
     {
         if !self.writable {
             return VIRTIO_BLK_S_IOERR;
@@ -187,23 +207,14 @@ impl Engine {
             return VIRTIO_BLK_S_IOERR;
         }
         let fua = !self.writeback();
-        let mut offset = req.header.sector << SECTOR_SHIFT;
-        let mut cursor = Cursor::default();
-        let mut left = len;
-        while left > 0 {
-            let n = left.min(CHUNK as u64) as usize;
-            let mut buf = self.bufs.take(n);
-            if cursor.read(mem, &req.out_data, &mut buf).is_err() {
-                self.bufs.put(buf);
+        let offset = req.header.sector << SECTOR_SHIFT;
+        for (at, pieces) in chunks(&req.out_data, CHUNK as u64) {
+            let Some(iov) = io_vecs(owner, &pieces, Permissions::Read) else {
+                return VIRTIO_BLK_S_IOERR;
+            };
+            if self.dev.writev(offset + at, iov, fua).await.is_err() {
                 return VIRTIO_BLK_S_IOERR;
             }
-            let (res, buf) = self.dev.write(offset, buf, fua).await;
-            self.bufs.put(buf);
-            if res.is_err() {
-                return VIRTIO_BLK_S_IOERR;
-            }
-            offset += n as u64;
-            left -= n as u64;
         }
         VIRTIO_BLK_S_OK
     }
@@ -215,7 +226,7 @@ impl Engine {
         G: GuestMemory + ?Sized,
     {
         let room = req.in_data_len().min(self.serial.len() as u64) as usize;
-        match Cursor::default().write(mem, &req.in_data, &self.serial[..room]) {
+        match request::write_segments(mem, &req.in_data, &self.serial[..room]) {
             Ok(()) => VIRTIO_BLK_S_OK,
             Err(_) => VIRTIO_BLK_S_IOERR,
         }
@@ -266,6 +277,82 @@ impl Engine {
         match res {
             Ok(()) => VIRTIO_BLK_S_OK,
             Err(_) => VIRTIO_BLK_S_IOERR,
+        }
+    }
+}
+
+/// `segs` cut into consecutive windows of at most `max` bytes: (byte
+/// offset of the window in the request, its segments).
+pub(super) fn chunks(segs: &[Segment], max: u64) -> Vec<(u64, Vec<Segment>)> {
+    let mut out = Vec::new();
+    let mut cur = Vec::new();
+    let (mut start, mut fill) = (0u64, 0u64);
+    for s in segs {
+        let mut off = 0u32;
+        while off < s.len {
+            let n = (u64::from(s.len - off)).min(max - fill) as u32;
+            cur.push(Segment {
+                addr: s.addr.unchecked_add(u64::from(off)),
+                len: n,
+            });
+            off += n;
+            fill += u64::from(n);
+            if fill == max {
+                out.push((start, std::mem::take(&mut cur)));
+                start += fill;
+                fill = 0;
+            }
+        }
+    }
+    if !cur.is_empty() {
+        out.push((start, cur));
+    }
+    out
+}
+
+/// The host addresses of `segs` in the memory `owner` maps, with `owner`
+/// to keep them mapped; None if a segment is not (all) there.
+fn io_vecs<M>(
+    owner: &Arc<DescriptorChain<M>>,
+    segs: &[Segment],
+    access: Permissions,
+) -> Option<IoVecs>
+where
+    M: Deref + Clone + Send + Sync + 'static,
+    M::Target: GuestMemory + Send + Sync,
+{
+    let mem = owner.memory();
+    let mut pieces = Vec::with_capacity(segs.len());
+    for s in segs {
+        let slices = mem.get_slices(s.addr, s.len as usize, access).ok()?;
+        let mut got = 0;
+        for slice in slices {
+            let slice = slice.ok()?;
+            pieces.push((slice.ptr_guard_mut().as_ptr(), slice.len()));
+            got += slice.len();
+        }
+        if got != s.len as usize {
+            return None;
+        }
+    }
+    let keep: Arc<dyn Send + Sync> = owner.clone();
+    // SAFETY: the pieces are host mappings of guest memory that `owner`
+    // (a chain holding its `M`, in an Arc nobody mutates) derefs to, so
+    // they stay mapped while it lives (vm-memory's plain mmap backend: the
+    // regions are unmapped only when the memory object is dropped). The
+    // guest shares them by nature; the block layer touches them only with
+    // system calls and raw copies.
+    Some(unsafe { IoVecs::new(keep, &pieces) })
+}
+
+/// A read wrote these segments behind vm-memory's back: tell its dirty
+/// bitmap (live migration logging), if it keeps one.
+fn mark_dirty<G: GuestMemory + ?Sized>(mem: &G, segs: &[Segment]) {
+    for s in segs {
+        if let Ok(slices) = mem.get_slices(s.addr, s.len as usize, Permissions::Write) {
+            for slice in slices.flatten() {
+                slice.bitmap().mark_dirty(0, slice.len());
+            }
         }
     }
 }

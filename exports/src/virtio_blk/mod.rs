@@ -6,7 +6,10 @@
 //! - [`config`]: the offered feature bits and the config space;
 //! - [`request`]: a descriptor chain turned into a request (header,
 //!   data segments, status byte), checked against guest memory;
-//! - [`engine`]: serving a request against a [`storage_block::BlockDevice`];
+//! - [`engine`]: serving a request against a [`storage_block::BlockDevice`],
+//!   data moving straight between guest memory and the node
+//!   ([`storage_block::IoVecs`]: the `file` driver does `preadv`/`pwritev`
+//!   on the guest's pages);
 //! - [`fuzz`]: a driver side that lays out a split virtqueue in guest
 //!   memory, used by the tests and the fuzz targets.
 
@@ -14,9 +17,12 @@ pub mod config;
 pub mod engine;
 pub mod fuzz;
 pub mod request;
+#[cfg(test)]
+mod tests;
 
 pub use config::{BlkConfig, ConfigError, device_features};
 pub use engine::Engine;
+pub use request::ChainError;
 
 /// What an export asks of its virtio-blk device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,7 +31,9 @@ pub struct BlkOptions {
     /// messages).
     pub logical_block_size: u32,
     pub num_queues: u16,
-    /// The transport's largest queue size.
+    /// The transport's largest queue size. qsd's vhost-user-blk export
+    /// advertises `seg_max` 126 (128 - 2) whatever it is, and so does
+    /// [`BlkConfig::new`].
     pub queue_size: u16,
     pub writable: bool,
     pub writethrough: bool,

@@ -214,68 +214,29 @@ where
     Ok(())
 }
 
-/// A position inside a list of segments, for copying a request's data in
-/// pieces.
-#[derive(Debug, Default)]
-pub struct Cursor {
-    seg: usize,
-    off: u32,
-}
-
-impl Cursor {
-    /// Copies `buf.len()` bytes from guest memory at the cursor into `buf`.
-    pub fn read<G>(
-        &mut self,
-        mem: &G,
-        segs: &[Segment],
-        buf: &mut [u8],
-    ) -> Result<(), vm_memory::GuestMemoryError>
-    where
-        G: GuestMemory + ?Sized,
-    {
-        self.walk(segs, buf.len(), |addr, at, n| {
-            mem.read_slice(&mut buf[at..at + n], addr)
-        })
-    }
-
-    /// Copies `buf` into guest memory at the cursor.
-    pub fn write<G>(
-        &mut self,
-        mem: &G,
-        segs: &[Segment],
-        buf: &[u8],
-    ) -> Result<(), vm_memory::GuestMemoryError>
-    where
-        G: GuestMemory + ?Sized,
-    {
-        self.walk(segs, buf.len(), |addr, at, n| {
-            mem.write_slice(&buf[at..at + n], addr)
-        })
-    }
-
-    fn walk(
-        &mut self,
-        segs: &[Segment],
-        len: usize,
-        mut f: impl FnMut(GuestAddress, usize, usize) -> Result<(), vm_memory::GuestMemoryError>,
-    ) -> Result<(), vm_memory::GuestMemoryError> {
-        let mut done = 0;
-        while done < len {
-            let Some(s) = segs.get(self.seg) else {
-                return Err(vm_memory::GuestMemoryError::PartialBuffer {
-                    expected: len,
-                    completed: done,
-                });
-            };
-            let n = ((s.len - self.off) as usize).min(len - done);
-            f(s.addr.unchecked_add(u64::from(self.off)), done, n)?;
-            done += n;
-            self.off += n as u32;
-            if self.off == s.len {
-                self.seg += 1;
-                self.off = 0;
-            }
+/// Writes `data` over the front of `segs` (all of it, or an error).
+pub fn write_segments<G>(
+    mem: &G,
+    segs: &[Segment],
+    data: &[u8],
+) -> Result<(), vm_memory::GuestMemoryError>
+where
+    G: GuestMemory + ?Sized,
+{
+    let mut pos = 0;
+    for s in segs {
+        if pos == data.len() {
+            break;
         }
-        Ok(())
+        let n = (s.len as usize).min(data.len() - pos);
+        mem.write_slice(&data[pos..pos + n], s.addr)?;
+        pos += n;
     }
+    if pos < data.len() {
+        return Err(vm_memory::GuestMemoryError::PartialBuffer {
+            expected: data.len(),
+            completed: pos,
+        });
+    }
+    Ok(())
 }
