@@ -81,6 +81,15 @@ fn features_config_and_queue_count_equal_qsd() {
             facts[1], facts[0],
             "ours (left) vs qsd (right) for {opts:?}"
         );
+        // What qsd 10.0.2 answered when this test was written.
+        let recorded = match opts {
+            ",writable=on" => Some("features 0x175007e46"),
+            "" => Some("features 0x175007e66"),
+            _ => None,
+        };
+        if let Some(r) = recorded {
+            assert_eq!(facts[0][..3], [r, "protocol features 0x8f2b", "queues 1"]);
+        }
     }
 }
 
