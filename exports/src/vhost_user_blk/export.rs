@@ -160,7 +160,11 @@ impl VhostUserBlkExport {
             unlink: Mutex::new(unlink),
             changed,
         });
-        live().push(Arc::downgrade(&shared));
+        {
+            let mut l = live();
+            l.retain(|w| w.strong_count() > 0);
+            l.push(Arc::downgrade(&shared));
+        }
         shared.runtime.spawn(accept_loop(shared.clone(), listener));
         Ok(Arc::new(VhostUserBlkExport { shared }))
     }
@@ -169,6 +173,7 @@ impl VhostUserBlkExport {
 /// Serves front ends one at a time until the export stops.
 async fn accept_loop(shared: Arc<Shared>, listener: tokio::net::UnixListener) {
     let mut stop = shared.stop.subscribe();
+    let mut warned = false;
     loop {
         let conn = tokio::select! {
             biased;
@@ -178,7 +183,9 @@ async fn accept_loop(shared: Arc<Shared>, listener: tokio::net::UnixListener) {
         let front = match conn.and_then(|(s, _)| s.into_std()) {
             Ok(s) => s,
             Err(e) => {
-                eprintln!("vhost-user-blk export: cannot accept a connection: {e}");
+                if !std::mem::replace(&mut warned, true) {
+                    eprintln!("vhost-user-blk export: cannot accept a connection: {e}");
+                }
                 // Out of descriptors, say: wait for the export to stop
                 // rather than spin (the listener stays readable).
                 if accept_backoff(&mut stop).await {
