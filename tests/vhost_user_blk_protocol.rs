@@ -591,7 +591,7 @@ fn stale_socket_path_is_replaced() {
     }
 }
 
-/// With `num-queues=2` a front end may use the second queue; with
+/// With `num-queues=2` (and 64) a front end may use the last queue; with
 /// EVENT_IDX negotiated requests still complete (notification
 /// suppression on both sides).
 #[test]
@@ -599,34 +599,36 @@ fn second_queue_and_event_idx() {
     use std::os::fd::AsRawFd;
     let mut logs = Vec::new();
     for bin in [QSD, OURS] {
-        let dir = TempDir::new("vu-mq");
-        let (_d, sock) = start(bin, &dir, ",writable=on,num-queues=2");
         let mut log = Vec::new();
-        for event_idx in [false, true] {
-            let mut f = Front::connect(&sock);
-            f.negotiate(
-                vu::PROTOCOL_F_REPLY_ACK | vu::PROTOCOL_F_MQ | vu::PROTOCOL_F_CONFIG,
-                event_idx,
-            );
-            assert_eq!(f.set_mem_table(), Some(0));
-            // Queue 0 is set up (its ring elsewhere, its own eventfds)
-            // but never kicked; queue 1 serves.
-            let (kick0, call0) = (vu::eventfd(), vu::eventfd());
-            for a in f.setup_queue_with(0, 0x100000, kick0.as_raw_fd(), call0.as_raw_fd()) {
-                assert_eq!(a, Some(0));
-            }
-            for a in f.setup_queue(1, 0) {
-                assert_eq!(a, Some(0));
-            }
-            for i in 0..20u64 {
-                let w = f.request(vu::T_OUT, i * 8, &pattern(4096, i as u8), 0);
-                let r = f.request(vu::T_IN, i * 8, &[], 4096);
-                log.push(format!(
-                    "event_idx {event_idx} #{i}: {} {} {}",
-                    w.status,
-                    r.status,
-                    r.data == pattern(4096, i as u8)
-                ));
+        for (queues, last) in [(2u32, 1u32), (64, 63)] {
+            let dir = TempDir::new("vu-mq");
+            let (_d, sock) = start(bin, &dir, &format!(",writable=on,num-queues={queues}"));
+            for event_idx in [false, true] {
+                let mut f = Front::connect(&sock);
+                f.negotiate(
+                    vu::PROTOCOL_F_REPLY_ACK | vu::PROTOCOL_F_MQ | vu::PROTOCOL_F_CONFIG,
+                    event_idx,
+                );
+                assert_eq!(f.set_mem_table(), Some(0));
+                // Queue 0 is set up (its ring elsewhere, its own eventfds)
+                // but never kicked; the last queue serves.
+                let (kick0, call0) = (vu::eventfd(), vu::eventfd());
+                for a in f.setup_queue_with(0, 0x100000, kick0.as_raw_fd(), call0.as_raw_fd()) {
+                    assert_eq!(a, Some(0));
+                }
+                for a in f.setup_queue(last, 0) {
+                    assert_eq!(a, Some(0));
+                }
+                for i in 0..20u64 {
+                    let w = f.request(vu::T_OUT, i * 8, &pattern(4096, i as u8), 0);
+                    let r = f.request(vu::T_IN, i * 8, &[], 4096);
+                    log.push(format!(
+                        "queue {last} of {queues}, event_idx {event_idx} #{i}: {} {} {}",
+                        w.status,
+                        r.status,
+                        r.data == pattern(4096, i as u8)
+                    ));
+                }
             }
         }
         logs.push(log);

@@ -485,6 +485,11 @@ impl Front {
 
     /// Makes `head` available and kicks.
     pub fn publish(&mut self, head: u16) -> u16 {
+        // With EVENT_IDX: a call for the very next used entry, please.
+        self.mem.write(
+            AVAIL + 4 + 2 * u64::from(QUEUE_SIZE),
+            &self.used_seen.to_le_bytes(),
+        );
         let slot = u64::from(self.avail_idx % QUEUE_SIZE);
         self.mem.write(AVAIL + 4 + slot * 2, &head.to_le_bytes());
         self.avail_idx = self.avail_idx.wrapping_add(1);
