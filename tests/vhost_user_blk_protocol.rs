@@ -81,6 +81,15 @@ fn features_config_and_queue_count_equal_qsd() {
             facts[1], facts[0],
             "ours (left) vs qsd (right) for {opts:?}"
         );
+        // What qsd 10.0.2 answered when this test was written.
+        let recorded = match opts {
+            ",writable=on" => Some("features 0x175007e46"),
+            "" => Some("features 0x175007e66"),
+            _ => None,
+        };
+        if let Some(r) = recorded {
+            assert_eq!(facts[0][..3], [r, "protocol features 0x8f2b", "queues 1"]);
+        }
     }
 }
 
@@ -513,4 +522,175 @@ fn resize_without_a_front_end_kills_qsd_not_ours() {
         outcome[0].contains("signal Some(11)"),
         "qsd 10.0.2 was expected to die of SIGSEGV: {outcome:?}"
     );
+}
+
+/// `addr.type=fd`: a listening socket handed over at exec serves as the
+/// export's, for qsd and ours alike; ours takes each descriptor once.
+#[test]
+fn inherited_listening_socket() {
+    use std::os::fd::AsRawFd;
+    let mut facts = Vec::new();
+    for bin in [QSD, OURS] {
+        let dir = TempDir::new("vu-fd");
+        let sock = dir.join("fd.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&sock).expect("bind");
+        let fd = listener.as_raw_fd();
+        let qmp = dir.join("qmp.sock");
+        let mut cmd = std::process::Command::new(bin);
+        cmd.args(strings(&[
+            "--chardev",
+            &format!("socket,id=m,path={qmp},server=on,wait=off"),
+            "--monitor",
+            "chardev=m",
+            "--blockdev",
+            "null-co,node-name=n",
+            "--export",
+            &format!("type=vhost-user-blk,id=e,node-name=n,addr.type=fd,addr.str={fd}"),
+        ]))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+        common::inherit_fd(&mut cmd, fd);
+        let mut d = Daemon {
+            child: cmd.spawn().expect("spawn"),
+            qmp_path: Some(qmp.clone()),
+        };
+        drop(listener);
+        d.wait_for_socket(&qmp);
+        let mut q = d.qmp();
+        q.alive();
+        facts.push(device_facts(&sock));
+        // The same descriptor again (ours: it is taken).
+        let r = q.execute(
+            "block-export-add",
+            json!({"type": "vhost-user-blk", "id": "e2", "node-name": "n",
+                   "addr": {"type": "fd", "str": fd.to_string()}}),
+        );
+        facts.push(vec![format!("{r:?}")]);
+        q.cmd("block-export-del", json!({"id": "e"}));
+        facts.push(vec![format!(
+            "socket left after delete: {}",
+            common::exists(&sock)
+        )]);
+    }
+    for (o, q) in facts[3..].iter().zip(&facts[..3]) {
+        assert_eq!(o, q, "ours (left) vs qsd (right)");
+    }
+}
+
+/// A file left at the socket path (a crashed daemon's socket) is
+/// replaced, as qsd does.
+#[test]
+fn stale_socket_path_is_replaced() {
+    for bin in [QSD, OURS] {
+        let dir = TempDir::new("vu-stale");
+        let sock = dir.join("vu.sock");
+        std::fs::write(&sock, b"stale").expect("stale file");
+        let (_d, sock) = start(bin, &dir, "");
+        assert!(device_facts(&sock)[0].starts_with("features "), "{bin}");
+    }
+}
+
+/// With `num-queues=2` (and 64) a front end may use the last queue; with
+/// EVENT_IDX negotiated requests still complete (notification
+/// suppression on both sides).
+#[test]
+fn second_queue_and_event_idx() {
+    use std::os::fd::AsRawFd;
+    let mut logs = Vec::new();
+    for bin in [QSD, OURS] {
+        let mut log = Vec::new();
+        for (queues, last) in [(2u32, 1u32), (64, 63)] {
+            let dir = TempDir::new("vu-mq");
+            let (_d, sock) = start(bin, &dir, &format!(",writable=on,num-queues={queues}"));
+            for event_idx in [false, true] {
+                let mut f = Front::connect(&sock);
+                f.negotiate(
+                    vu::PROTOCOL_F_REPLY_ACK | vu::PROTOCOL_F_MQ | vu::PROTOCOL_F_CONFIG,
+                    event_idx,
+                );
+                assert_eq!(f.set_mem_table(), Some(0));
+                // Queue 0 is set up (its ring elsewhere, its own eventfds)
+                // but never kicked; the last queue serves.
+                let (kick0, call0) = (vu::eventfd(), vu::eventfd());
+                for a in f.setup_queue_with(0, 0x100000, kick0.as_raw_fd(), call0.as_raw_fd()) {
+                    assert_eq!(a, Some(0));
+                }
+                for a in f.setup_queue(last, 0) {
+                    assert_eq!(a, Some(0));
+                }
+                for i in 0..20u64 {
+                    let w = f.request(vu::T_OUT, i * 8, &pattern(4096, i as u8), 0);
+                    let r = f.request(vu::T_IN, i * 8, &[], 4096);
+                    log.push(format!(
+                        "queue {last} of {queues}, event_idx {event_idx} #{i}: {} {} {}",
+                        w.status,
+                        r.status,
+                        r.data == pattern(4096, i as u8)
+                    ));
+                }
+            }
+        }
+        logs.push(log);
+    }
+    assert_eq!(logs[1], logs[0], "ours (left) vs qsd (right)");
+    assert!(
+        logs[0].iter().all(|l| l.ends_with("0 0 true")),
+        "{:?}",
+        logs[0]
+    );
+}
+
+/// 32 writes, then 32 reads, each batch in flight at once: every chain
+/// completes once, with its data, on qsd and ours.
+#[test]
+fn many_requests_in_flight() {
+    for bin in [QSD, OURS] {
+        let dir = TempDir::new("vu-deep");
+        let (_d, sock) = start(bin, &dir, ",writable=on");
+        let mut f = Front::connect(&sock);
+        f.setup();
+        let n = 32u16;
+        let base = |i: u16| vu::DATA + u64::from(i) * 0x3000;
+        for ty in [vu::T_OUT, vu::T_IN] {
+            for i in 0..n {
+                let mut h = ty.to_le_bytes().to_vec();
+                h.extend_from_slice(&0u32.to_le_bytes());
+                h.extend_from_slice(&(u64::from(i) * 8 + 100).to_le_bytes());
+                f.mem.write(base(i), &h);
+                let data_flags = if ty == vu::T_IN { 1 | 2 } else { 1 };
+                if ty == vu::T_OUT {
+                    f.mem.write(base(i) + 0x1000, &pattern(4096, i as u8));
+                } else {
+                    f.mem.write(base(i) + 0x1000, &[0; 4096]);
+                }
+                f.mem.write(base(i) + 0x2000, &[0xee]);
+                let slot = i * 3;
+                f.write_desc(slot, base(i), 16, 1, slot + 1);
+                f.write_desc(slot + 1, base(i) + 0x1000, 4096, data_flags, slot + 2);
+                f.write_desc(slot + 2, base(i) + 0x2000, 1, 2, 0);
+                f.publish(slot);
+            }
+            let mut seen = std::collections::BTreeSet::new();
+            for _ in 0..n {
+                let (head, len) = f.wait_used();
+                assert!(head % 3 == 0 && head < n * 3, "{bin}: head {head}");
+                assert!(seen.insert(head), "{bin}: head {head} used twice");
+                let i = head / 3;
+                let want_len = if ty == vu::T_IN { 4097 } else { 1 };
+                assert_eq!(len, want_len, "{bin}: used length of {i}");
+                assert_eq!(
+                    f.mem.read(base(i) + 0x2000, 1)[0],
+                    0,
+                    "{bin}: status of {i}"
+                );
+                if ty == vu::T_IN {
+                    assert!(
+                        f.mem.read(base(i) + 0x1000, 4096) == pattern(4096, i as u8),
+                        "{bin}: data of {i}"
+                    );
+                }
+            }
+        }
+    }
 }

@@ -394,6 +394,19 @@ impl Front {
     /// end's addresses, plus `skew` to point them elsewhere) and enables
     /// it. Returns every ack status.
     pub fn setup_queue(&mut self, index: u32, skew: u64) -> Vec<Option<u64>> {
+        let (kick, call) = (self.kick.as_raw_fd(), self.call.as_raw_fd());
+        self.setup_queue_with(index, skew, kick, call)
+    }
+
+    /// [`Front::setup_queue`] with other eventfds (one pair per queue,
+    /// as a real front end has).
+    pub fn setup_queue_with(
+        &mut self,
+        index: u32,
+        skew: u64,
+        kick: RawFd,
+        call: RawFd,
+    ) -> Vec<Option<u64>> {
         let mut acks = Vec::new();
         let pair = |a: u32, b: u32| {
             let mut p = a.to_le_bytes().to_vec();
@@ -409,8 +422,6 @@ impl Front {
         }
         p.extend_from_slice(&0u64.to_le_bytes());
         acks.push(self.set(SET_VRING_ADDR, &p, &[]));
-        let kick = self.kick.as_raw_fd();
-        let call = self.call.as_raw_fd();
         acks.push(self.set(SET_VRING_CALL, &u64::from(index).to_le_bytes(), &[call]));
         acks.push(self.set(SET_VRING_KICK, &u64::from(index).to_le_bytes(), &[kick]));
         acks.push(self.set(SET_VRING_ENABLE, &pair(index, 1), &[]));
@@ -474,6 +485,11 @@ impl Front {
 
     /// Makes `head` available and kicks.
     pub fn publish(&mut self, head: u16) -> u16 {
+        // With EVENT_IDX: a call for the very next used entry, please.
+        self.mem.write(
+            AVAIL + 4 + 2 * u64::from(QUEUE_SIZE),
+            &self.used_seen.to_le_bytes(),
+        );
         let slot = u64::from(self.avail_idx % QUEUE_SIZE);
         self.mem.write(AVAIL + 4 + slot * 2, &head.to_le_bytes());
         self.avail_idx = self.avail_idx.wrapping_add(1);

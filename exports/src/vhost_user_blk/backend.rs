@@ -1,30 +1,37 @@
 //! The device side of one front-end connection, as vhost-user-backend
 //! wants it: features, config space, and the queues.
 //!
-//! Queues are handed to the tokio runtime: the library's worker thread
-//! (one for all queues) wakes on a kick, takes every available chain off
-//! the ring and spawns one task per chain, which runs the virtio-blk
-//! engine and puts the chain on the used ring when the block layer is
-//! done. The block layer's drivers run their system calls on tokio's
-//! blocking pool, so a request needs the runtime anyway; serving chains
-//! as tasks keeps many requests of one queue in flight (queue depth) where
-//! a worker thread waiting on each request would serve them one by one.
+//! Queues: the library's worker thread (one for all queues) wakes on a
+//! kick and takes every available chain off the ring. Each request is
+//! polled once right there, inside the tokio runtime's context; what the
+//! block layer answers at once completes on the spot (no thread hop, one
+//! signal per batch), and what has to wait (a write on the blocking pool,
+//! say) goes on as a tokio task, so many requests of one queue stay in
+//! flight. Measured with libblkio on a file in /dev/shm (see the report
+//! of issue 11): handing every request to a task costs a cross-thread
+//! wake-up each and lost at depth 1 (26-58k IOPS against 170k+ inline);
+//! running every request inline on the worker thread lost at depth 32 on
+//! writes (116-129k against 172-199k as tasks). Polling inline first and
+//! spawning only what is pending keeps both.
 
+use std::future::Future;
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::task::{Context, Waker};
 
 use storage_block::BlockDevice;
 use vhost::vhost_user::message::VhostUserProtocolFeatures;
 use vhost_user_backend::{VhostUserBackend, VringRwLock, VringT};
-use virtio_queue::QueueOwnedT;
+use virtio_queue::{DescriptorChain, QueueOwnedT};
 use vm_memory::GuestAddressSpace;
-use vm_memory::{GuestMemoryAtomic, GuestMemoryMmap};
+use vm_memory::{GuestMemoryAtomic, GuestMemoryLoadGuard, GuestMemoryMmap};
 use vmm_sys_util::epoll::EventSet;
 use vmm_sys_util::event::{
     EventConsumer, EventFlag, EventNotifier, new_event_consumer_and_notifier,
 };
 
+use super::options::MAX_NUM_QUEUES;
 use crate::virtio_blk::{BlkConfig, BlkOptions, Engine, device_features};
 
 /// Guest memory as the library maps it.
@@ -33,9 +40,6 @@ pub type GuestMem = GuestMemoryAtomic<GuestMemoryMmap<()>>;
 /// The largest queue a front end may set up: libvhost-user's (and so
 /// qsd's) `VIRTQUEUE_MAX_SIZE`.
 pub const MAX_QUEUE_SIZE: u16 = 1024;
-
-/// Queues the library's `queues_per_thread` bit mask can hold.
-pub const MAX_SERVED_QUEUES: usize = 64;
 
 /// vhost-user's own feature bits, which qsd (libvhost-user) adds to the
 /// device's: `VIRTIO_F_NOTIFY_ON_EMPTY`, `VHOST_F_LOG_ALL`,
@@ -209,7 +213,32 @@ impl BlkBackend {
         }
     }
 
-    /// Takes every available chain of queue `q` and spawns its request.
+    /// One request, up to its used entry (the caller signals).
+    fn request(
+        &self,
+        q: usize,
+        vring: VringRwLock,
+        chain: DescriptorChain<GuestMemoryLoadGuard<GuestMemoryMmap<()>>>,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        let head = chain.head_index();
+        let engine = self.engine.clone();
+        self.inflight.enter(q);
+        let mut guard = InflightGuard {
+            inflight: self.inflight.clone(),
+            queue: q,
+            export_counted: true,
+        };
+        async move {
+            let len = engine.process(chain).await;
+            guard.done();
+            // add_used fails only for a head index the queue itself
+            // handed out as valid.
+            let _ = vring.add_used(head, len);
+            drop(guard);
+        }
+    }
+
+    /// Takes every available chain of queue `q` and serves it.
     fn serve_queue(&self, q: usize, vring: &VringRwLock) {
         let event_idx = self.event_idx.load(Ordering::Relaxed);
         loop {
@@ -227,28 +256,29 @@ impl BlkBackend {
                     return;
                 }
             };
+            // Requests are first polled right here, in the runtime's
+            // context: one the block layer answers at once (a read from
+            // the page cache, say) completes without a thread hop, and
+            // its used entry is signalled once for the whole batch. One
+            // that has to wait goes on as a task; tokio polls it again
+            // with a real waker, which is what the Future contract asks.
+            let _rt = self.runtime.enter();
+            let mut cx = Context::from_waker(Waker::noop());
+            let mut completed = false;
             for chain in chains {
-                let head = chain.head_index();
-                let engine = self.engine.clone();
+                let mut request = Box::pin(self.request(q, vring.clone(), chain));
+                if request.as_mut().poll(&mut cx).is_ready() {
+                    completed = true;
+                    continue;
+                }
                 let vring = vring.clone();
-                self.inflight.enter(q);
-                let mut guard = InflightGuard {
-                    inflight: self.inflight.clone(),
-                    queue: q,
-                    export_counted: true,
-                };
                 self.runtime.spawn(async move {
-                    let len = engine.process(chain).await;
-                    guard.done();
-                    // add_used fails only for a head index the queue
-                    // itself handed out as valid.
-                    if vring.add_used(head, len).is_ok()
-                        && vring.needs_notification().unwrap_or(true)
-                    {
-                        let _ = vring.signal_used_queue();
-                    }
-                    drop(guard);
+                    request.await;
+                    signal(&vring);
                 });
+            }
+            if completed {
+                signal(vring);
             }
             if !event_idx {
                 return;
@@ -260,6 +290,14 @@ impl BlkBackend {
                 _ => return,
             }
         }
+    }
+}
+
+/// Tells the driver about new used entries, unless EVENT_IDX says it
+/// does not want to hear yet.
+fn signal(vring: &VringRwLock) {
+    if vring.needs_notification().unwrap_or(true) {
+        let _ = vring.signal_used_queue();
     }
 }
 
@@ -310,8 +348,10 @@ impl VhostUserBackend for BlkBackend {
     }
 
     fn queues_per_thread(&self) -> Vec<u64> {
-        // One worker thread for every queue: it only moves chains to tasks.
-        let n = self.num_queues().min(MAX_SERVED_QUEUES);
+        // One worker thread for every queue (at most 64, which the
+        // options checked): it only polls requests and moves the slow
+        // ones to tasks.
+        let n = self.num_queues().min(MAX_NUM_QUEUES);
         vec![if n == 64 { u64::MAX } else { (1u64 << n) - 1 }]
     }
 

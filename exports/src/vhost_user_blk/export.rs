@@ -39,51 +39,38 @@ fn live() -> MutexGuard<'static, Vec<Weak<Shared>>> {
     lock(&LIVE)
 }
 
-/// A private directory (mode 0700) holding the socket on which the relay
-/// hands connections to vhost-user-backend; nobody else can connect.
-struct PrivateSocket {
-    dir: PathBuf,
-    path: PathBuf,
-    /// vhost's listener, which accepts the relay's end of a connection.
-    listener: Mutex<Listener>,
-}
-
-impl PrivateSocket {
-    fn new() -> Result<PrivateSocket, String> {
-        let template = std::env::temp_dir().join("storage-daemon-vhost-XXXXXX");
-        let mut bytes = std::ffi::CString::new(template.into_os_string().into_encoded_bytes())
-            .map_err(|_| "temporary directory name has a NUL byte".to_string())?
-            .into_bytes_with_nul();
-        // SAFETY: mkdtemp rewrites the XXXXXX of a NUL-terminated buffer.
-        let p = unsafe { libc::mkdtemp(bytes.as_mut_ptr().cast()) };
-        if p.is_null() {
-            return Err(format!(
-                "Failed to create a private directory: {}",
-                storage_block::strerror(&std::io::Error::last_os_error())
-            ));
-        }
-        bytes.pop();
-        let dir = PathBuf::from(std::ffi::OsString::from(
-            String::from_utf8_lossy(&bytes).into_owned(),
+/// A connection to vhost's listener that only we can make: the listener
+/// is bound in a fresh directory of mode 0700, we connect, and the socket
+/// file and its directory are gone again before the library accepts (the
+/// connection waits in the backlog). Nothing is left on disk, even when
+/// the daemon is killed later.
+fn private_pair() -> Result<(Listener, UnixStream), String> {
+    let template = std::env::temp_dir().join("storage-daemon-vhost-XXXXXX");
+    let mut bytes = std::ffi::CString::new(template.into_os_string().into_encoded_bytes())
+        .map_err(|_| "temporary directory name has a NUL byte".to_string())?
+        .into_bytes_with_nul();
+    // SAFETY: mkdtemp rewrites the XXXXXX of a NUL-terminated buffer.
+    if unsafe { libc::mkdtemp(bytes.as_mut_ptr().cast()) }.is_null() {
+        return Err(format!(
+            "Failed to create a private directory: {}",
+            storage_block::strerror(&std::io::Error::last_os_error())
         ));
-        let path = dir.join("backend.sock");
-        let listener = Listener::new(&path, true).map_err(|e| {
-            let _ = std::fs::remove_dir(&dir);
-            format!("Failed to create the back-end socket: {e}")
-        })?;
-        Ok(PrivateSocket {
-            dir,
-            path,
-            listener: Mutex::new(listener),
-        })
     }
-}
-
-impl Drop for PrivateSocket {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-        let _ = std::fs::remove_dir(&self.dir);
-    }
+    bytes.pop();
+    let dir = PathBuf::from(std::ffi::OsString::from(
+        String::from_utf8_lossy(&bytes).into_owned(),
+    ));
+    let path = dir.join("backend.sock");
+    let made = Listener::new(&path, true)
+        .map_err(|e| format!("Failed to create the back-end socket: {e}"))
+        .and_then(|l| {
+            UnixStream::connect(&path)
+                .map(|c| (l, c))
+                .map_err(|e| format!("Failed to connect to the back-end socket: {e}"))
+        });
+    let _ = std::fs::remove_file(&path);
+    let _ = std::fs::remove_dir(&dir);
+    made
 }
 
 struct Shared {
@@ -94,7 +81,6 @@ struct Shared {
     opts: BlkOptions,
     inflight: Arc<Inflight>,
     runtime: tokio::runtime::Handle,
-    private: PrivateSocket,
     channel: Mutex<BackendChannel>,
     /// The attached front end (a clone of its socket), to cut it off.
     front: Mutex<Option<UnixStream>>,
@@ -135,7 +121,15 @@ impl VhostUserBlkExport {
                 Some(path.clone()),
             ),
             VhostUserListen::Fd(fd) => match sockets::inherit_listener(*fd) {
-                Ok(Inherited::Unix(l)) => (l, None),
+                // qsd removes an inherited socket's path too when the
+                // export goes.
+                Ok(Inherited::Unix(l)) => {
+                    let path = l
+                        .local_addr()
+                        .ok()
+                        .and_then(|a| a.as_pathname().map(PathBuf::from));
+                    (l, path)
+                }
                 Ok(Inherited::Tcp(_)) => {
                     return Err(ExportError::new(format!(
                         "File descriptor '{fd}' is not a unix socket"
@@ -143,15 +137,6 @@ impl VhostUserBlkExport {
                 }
                 Err(e) => return Err(ExportError::new(e.to_string())),
             },
-        };
-        let private = match PrivateSocket::new() {
-            Ok(p) => p,
-            Err(e) => {
-                if let Some(p) = &unlink {
-                    let _ = std::fs::remove_file(p);
-                }
-                return Err(ExportError::new(e));
-            }
         };
         let changed = Arc::new(Notify::new());
         let on_idle = {
@@ -167,7 +152,6 @@ impl VhostUserBlkExport {
             opts: blk,
             inflight: Arc::new(Inflight::new(usize::from(blk.num_queues), on_idle)),
             runtime,
-            private,
             channel: Mutex::new(BackendChannel::default()),
             front: Mutex::new(None),
             session_alive: AtomicBool::new(false),
@@ -176,7 +160,11 @@ impl VhostUserBlkExport {
             unlink: Mutex::new(unlink),
             changed,
         });
-        live().push(Arc::downgrade(&shared));
+        {
+            let mut l = live();
+            l.retain(|w| w.strong_count() > 0);
+            l.push(Arc::downgrade(&shared));
+        }
         shared.runtime.spawn(accept_loop(shared.clone(), listener));
         Ok(Arc::new(VhostUserBlkExport { shared }))
     }
@@ -185,6 +173,7 @@ impl VhostUserBlkExport {
 /// Serves front ends one at a time until the export stops.
 async fn accept_loop(shared: Arc<Shared>, listener: tokio::net::UnixListener) {
     let mut stop = shared.stop.subscribe();
+    let mut warned = false;
     loop {
         let conn = tokio::select! {
             biased;
@@ -194,7 +183,9 @@ async fn accept_loop(shared: Arc<Shared>, listener: tokio::net::UnixListener) {
         let front = match conn.and_then(|(s, _)| s.into_std()) {
             Ok(s) => s,
             Err(e) => {
-                eprintln!("vhost-user-blk export: cannot accept a connection: {e}");
+                if !std::mem::replace(&mut warned, true) {
+                    eprintln!("vhost-user-blk export: cannot accept a connection: {e}");
+                }
                 // Out of descriptors, say: wait for the export to stop
                 // rather than spin (the listener stays readable).
                 if accept_backoff(&mut stop).await {
@@ -276,10 +267,9 @@ impl Shared {
         ));
         let mut daemon =
             VhostUserDaemon::new("vhost-user-blk".into(), backend, mem).map_err(|e| setup(&e))?;
-        let back = UnixStream::connect(&self.private.path).map_err(|e| setup(&e))?;
-        daemon
-            .start(&mut lock(&self.private.listener))
-            .map_err(|e| setup(&e))?;
+        let (mut listener, back) = private_pair().map_err(|e| setup(&e))?;
+        daemon.start(&mut listener).map_err(|e| setup(&e))?;
+        drop(listener);
         let relayed = relay::relay(&front, &back, &self.channel);
         let _ = back.shutdown(std::net::Shutdown::Both);
         let _ = front.shutdown(std::net::Shutdown::Both);

@@ -29,6 +29,9 @@ pub struct VhostUserBlkOptions {
 /// The largest `logical-block-size` qsd takes (its `check_block_size`).
 pub const MAX_LOGICAL_BLOCK_SIZE: u64 = 2 << 20;
 
+/// The most queues an export serves (qsd's limit is 65535).
+pub const MAX_NUM_QUEUES: usize = 64;
+
 /// The checked values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Checked {
@@ -50,6 +53,13 @@ impl VhostUserBlkOptions {
         let num_queues = self.num_queues.unwrap_or(1);
         if num_queues == 0 {
             return Err("num-queues must be greater than 0".into());
+        }
+        // vhost-user-backend assigns queues to threads with a 64-bit mask
+        // (and panics past it); qsd would take up to 65535.
+        if usize::from(num_queues) > MAX_NUM_QUEUES {
+            return Err(format!(
+                "num-queues must be at most {MAX_NUM_QUEUES} (the vhost-user back end's limit)"
+            ));
         }
         Ok(Checked {
             // Checked above: at most 2 MiB.
@@ -90,6 +100,11 @@ mod tests {
             opts(None, Some(0)).check(),
             Err("num-queues must be greater than 0".into())
         );
+        assert_eq!(
+            opts(None, Some(65)).check(),
+            Err("num-queues must be at most 64 (the vhost-user back end's limit)".into())
+        );
+        assert_eq!(opts(None, Some(64)).check().map(|c| c.num_queues), Ok(64));
         // The block size is checked first, as in qsd.
         assert_eq!(opts(Some(3), Some(0)).check(), lbs_err);
         assert_eq!(
