@@ -4,9 +4,9 @@
 # reports on the serial console in lines "VMTEST <what> key=value...",
 # which the test parses. Then powers off.
 #
-# Command line: vmtest_steps=facts,wce,write,parallel,discard,read,resize,
-# rowrite,hammer
-# (in the order given) and vmtest_seed=WORD (the pattern's seed).
+# Command line: vmtest_steps=STEP,... (facts, wce, write, parallel,
+# discard, read, resize, rowrite, hammer: run in the order given) and
+# vmtest_seed=WORD (the patterns' seed).
 #
 # The pattern is the lines "SEED N" for N = 1, 2, ... cut to HEAD bytes
 # for the head region (offset 0) and "SEED-tail N" cut to TAIL bytes for
@@ -56,9 +56,9 @@ while [ ! -b /dev/vda ]; do
     usleep 100000
 done
 
-# pattern WORD BYTES FILE
+# pattern WORD BYTES FILE (a line has at least 4 bytes: BYTES/4 lines do)
 pattern() {
-    seq 1 200000 | sed "s/^/$1 /" | head -c "$2" >"$3"
+    seq 1 $(($2 / 4 + 1)) | sed "s/^/$1 /" | head -c "$2" >"$3"
 }
 
 size() { cat /sys/block/vda/size; }
