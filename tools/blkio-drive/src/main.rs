@@ -165,6 +165,10 @@ fn run(argv: &[String]) -> Result<bool> {
 }
 
 fn main() -> ExitCode {
+    // A closed stdout (`| head`) ends the program quietly, as it does
+    // for other command-line tools, instead of making println! panic.
+    // SAFETY: setting a signal's disposition to the default is sound.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     match run(&argv) {
         Ok(true) => ExitCode::SUCCESS,
