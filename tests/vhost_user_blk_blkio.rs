@@ -565,3 +565,25 @@ fn blkio_one_front_end_at_a_time_same_as_qsd() {
     });
     assert_same("the second front end's view", &outs[0], &outs[1]);
 }
+
+/// The checker itself: told the wrong starting content, verify must
+/// report the mismatch and fail (so the equal transcripts above mean
+/// something).
+#[test]
+fn blkio_verify_notices_wrong_data() {
+    require_qsd_10_0();
+    let tmp = TempDir::new("vub-blkio-srcwrong");
+    let src = source(&tmp, SIZE);
+    let side = Side::start(QSD, &src, "", ",writable=on");
+    let mut wrong = std::fs::read(&src).expect("read source");
+    wrong[20 << 20] ^= 0x01;
+    let wrong_path = tmp.join("wrong.img");
+    std::fs::write(&wrong_path, &wrong).expect("write wrong base");
+    let (code, out, err) = side.verify(&wrong_path, &[]);
+    assert_eq!(code, 1, "verify with a wrong base: {err}\n{out}");
+    assert!(
+        out.contains(&format!("MISMATCH read-all at {}", 20 << 20)),
+        "{out}"
+    );
+    assert!(err.contains("blkio-drive verify: read-all"), "{err}");
+}
