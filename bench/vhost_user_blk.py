@@ -102,17 +102,23 @@ class Server:
         for p in (self.sock, qmp):
             if os.path.exists(p):
                 os.unlink(p)
-        self.proc = subprocess.Popen(
-            server_cmd(kind, img, self.sock, qmp),
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        )
+        # The server's messages go to a file: shown when something fails.
+        self.log = os.path.join(work, f"{kind}.log")
+        with open(self.log, "wb") as log:
+            self.proc = subprocess.Popen(
+                server_cmd(kind, img, self.sock, qmp),
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
+            )
         deadline = time.time() + 20
         while not (os.path.exists(qmp) and monitor_answers(qmp)):
             if self.proc.poll() is not None or time.time() > deadline:
                 self.stop()
-                err = self.proc.stderr.read().decode(errors="replace") if self.proc.stderr else ""
-                raise SystemExit(f"{kind} did not start: {err}")
+                raise SystemExit(f"{kind} did not start: {self.messages()}")
             time.sleep(0.01)
+
+    def messages(self):
+        with open(self.log, "rb") as f:
+            return f.read().decode(errors="replace")[-4000:]
 
     def cpu(self):
         return cpu_ticks(self.proc.pid) / TICK
@@ -132,7 +138,8 @@ def bench(srv, args):
     cmd = [DRIVE, "bench", "--socket", srv.sock, "--seconds", str(DUR)] + args
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=DUR * 5 + 60)
     if r.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed: {r.stdout}{r.stderr}")
+        raise RuntimeError(f"{' '.join(cmd)} failed: {r.stdout}{r.stderr}\n"
+                           f"server said: {srv.messages()}")
     j = json.loads(r.stdout)
     return j, j["ios"]
 

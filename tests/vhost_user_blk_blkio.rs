@@ -499,3 +499,91 @@ fn blkio_sees_block_resize_where_qsd_crashes() {
     assert_eq!(std::fs::metadata(ours.img()).expect("image").len(), grown);
     q.alive();
 }
+
+#[test]
+fn blkio_one_front_end_at_a_time_same_as_qsd() {
+    let tmp = TempDir::new("vub-blkio-srcone");
+    let src = source(&tmp, SIZE);
+    let sides = both(&src, "", ",writable=on");
+    let outs = sides.each_ref().map(|s| {
+        let sock = s.sock();
+        // The first front end, attached until its stdin closes.
+        let mut first = Command::new(blkio_drive())
+            .args(["hold", "--socket", &sock])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start blkio-drive: {e}"));
+        let (tx, rx) = mpsc::channel();
+        let stdout = first.stdout.take().expect("piped stdout");
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let hello = rx.recv_timeout(RUN_LIMIT);
+        assert_eq!(
+            hello.as_deref().ok(),
+            Some(format!("connected capacity {SIZE}").as_str()),
+            "{}: first front end",
+            s.name
+        );
+        // A second one meanwhile gets no answer: the daemon serves one
+        // front end at a time. (Checking that something does not happen
+        // needs a while; 300 ms is plenty for a local handshake.)
+        let mut second = Command::new(blkio_drive())
+            .args(["info", "--socket", &sock])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start blkio-drive: {e}"));
+        std::thread::sleep(Duration::from_millis(300));
+        let early = second.try_wait().expect("try_wait");
+        // The first one leaves (after one more read); then the second is
+        // served.
+        drop(first.stdin.take());
+        let (status, err) = finish(&mut first);
+        let first_out: Vec<String> = rx.iter().collect();
+        assert!(status.success(), "{}: first front end: {err} {first_out:?}", s.name);
+        assert_eq!(first_out, ["read 0 4096 -> ok"], "{}", s.name);
+        let (status, err) = finish(&mut second);
+        let mut out = String::new();
+        if let Some(o) = second.stdout.as_mut() {
+            let _ = o.read_to_string(&mut out);
+        }
+        assert!(
+            early.is_none(),
+            "{}: a second front end was answered ({early:?}) while the first was attached: {out}{err}",
+            s.name
+        );
+        assert!(status.success(), "{}: second front end: {err}{out}", s.name);
+        out
+    });
+    assert_same("the second front end's view", &outs[0], &outs[1]);
+}
+
+/// The checker itself: told the wrong starting content, verify must
+/// report the mismatch and fail (so the equal transcripts above mean
+/// something).
+#[test]
+fn blkio_verify_notices_wrong_data() {
+    require_qsd_10_0();
+    let tmp = TempDir::new("vub-blkio-srcwrong");
+    let src = source(&tmp, SIZE);
+    let side = Side::start(QSD, &src, "", ",writable=on");
+    let mut wrong = std::fs::read(&src).expect("read source");
+    wrong[20 << 20] ^= 0x01;
+    let wrong_path = tmp.join("wrong.img");
+    std::fs::write(&wrong_path, &wrong).expect("write wrong base");
+    let (code, out, err) = side.verify(&wrong_path, &[]);
+    assert_eq!(code, 1, "verify with a wrong base: {err}\n{out}");
+    assert!(
+        out.contains(&format!("MISMATCH read-all at {}", 20 << 20)),
+        "{out}"
+    );
+    assert!(err.contains("blkio-drive verify: read-all"), "{err}");
+}

@@ -7,15 +7,16 @@
 //!   blkio-drive bench  --socket S --rw randread|randwrite|read|write --bs N
 //!                      --iodepth N --seconds N [--poll]
 //!   blkio-drive watch-capacity --socket S --until BYTES
+//!   blkio-drive hold --socket S     (connected until stdin closes)
 //!
 //! Exit status: 0 done, 1 the device failed or disagreed with the model,
 //! 2 bad command line.
 
+mod attached;
 mod bench;
 mod device;
 mod error;
 mod pattern;
-mod resize;
 mod verify;
 
 use std::collections::HashMap;
@@ -107,7 +108,12 @@ fn run(argv: &[String]) -> Result<bool> {
             let a = Args::parse(rest, &["--socket", "--until"])?;
             let until = a.num("--until", None)?;
             let dev = device::Device::open(&a.device(false)?, 64 << 10)?;
-            resize::run(dev, until)
+            attached::watch_capacity(dev, until)
+        }
+        "hold" => {
+            let a = Args::parse(rest, &["--socket"])?;
+            let dev = device::Device::open(&a.device(false)?, 4096)?;
+            attached::hold(dev)
         }
         "verify" => {
             let a = Args::parse(
@@ -159,6 +165,10 @@ fn run(argv: &[String]) -> Result<bool> {
 }
 
 fn main() -> ExitCode {
+    // A closed stdout (`| head`) ends the program quietly, as it does
+    // for other command-line tools, instead of making println! panic.
+    // SAFETY: setting a signal's disposition to the default is sound.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     match run(&argv) {
         Ok(true) => ExitCode::SUCCESS,

@@ -1,101 +1,22 @@
-//! `verify`: a fixed, seeded sequence of requests checked against an
-//! in-memory model of the disk. One transcript line per request (op,
-//! offset, length, result, checksum of what was read) goes to stdout so
-//! that two daemons can be compared line by line; the model ends up in
-//! a file for `cmp` with the daemon's image.
+//! The requests of the sequence, each checked against the model and
+//! logged as one transcript line.
 
 use blkio::{ReqFlags, iovec};
 
+use super::CHUNK;
 use crate::device::{self, Device, Done};
 use crate::error::{Error, Result};
 use crate::pattern::{Rng, checksum, errno_name};
 
-pub struct Plan {
-    /// The image the device starts from; without it the model starts
-    /// from what the first full read returns.
-    pub base: Option<String>,
-    pub model_out: String,
-    /// The read-only sequence: reads, and writes that must be refused.
-    pub read_only: bool,
-}
-
-/// The usual request size limit, the biggest request, and the buffer.
-const CHUNK: usize = 1 << 20;
-const BIG: usize = 6 << 20;
-const BUFFER: usize = 8 << 20;
-const SEED: u64 = 0x5eed_b10c_0000_0011;
-
-struct Session {
-    dev: Device,
-    model: Vec<u8>,
-    bs: u64,
-    cap: u64,
-    rng: Rng,
-    line: usize,
-    failures: Vec<String>,
-}
-
-/// Runs the sequence; Ok(true) when every read matched the model.
-pub fn run(dev: Device, plan: &Plan) -> Result<bool> {
-    let cap = dev.capacity()?;
-    let bs = u64::try_from(dev.get_i32("request-alignment")?)
-        .map_err(|_| Error::Device("negative request-alignment".into()))?;
-    if bs == 0 || cap < 32 << 20 || cap % bs != 0 {
-        return Err(Error::Device(format!(
-            "verify needs a device of at least 32 MiB in whole blocks (capacity {cap}, block {bs})"
-        )));
-    }
-    let len = usize::try_from(cap).map_err(|_| Error::Device("capacity too big".into()))?;
-    for (name, value) in dev.properties() {
-        println!("prop {name} {value}");
-    }
-    println!("queues {}", dev.queues.len());
-    let model = match &plan.base {
-        Some(path) => {
-            let mut m = std::fs::read(path).map_err(|source| Error::File {
-                path: path.clone(),
-                source,
-            })?;
-            if m.len() != len {
-                return Err(Error::Device(format!(
-                    "base image {path} has {} bytes, the device {cap}",
-                    m.len()
-                )));
-            }
-            m.shrink_to_fit();
-            m
-        }
-        None => Vec::new(),
-    };
-    let mut s = Session {
-        dev,
-        model,
-        bs,
-        cap,
-        rng: Rng::new(SEED),
-        line: 0,
-        failures: Vec::new(),
-    };
-    if s.model.is_empty() {
-        s.adopt_all()?;
-    } else {
-        s.read_all()?;
-    }
-    if plan.read_only {
-        s.read_only_sequence()?;
-    } else {
-        s.sequence()?;
-    }
-    s.read_all()?;
-    std::fs::write(&plan.model_out, &s.model).map_err(|source| Error::File {
-        path: plan.model_out.clone(),
-        source,
-    })?;
-    for f in &s.failures {
-        eprintln!("blkio-drive verify: {f}");
-    }
-    println!("end {} requests, {} mismatches", s.line, s.failures.len());
-    Ok(s.failures.is_empty())
+/// A device, the model of what it holds, and the transcript so far.
+pub(super) struct Session {
+    pub(super) dev: Device,
+    pub(super) model: Vec<u8>,
+    pub(super) bs: u64,
+    pub(super) cap: u64,
+    pub(super) rng: Rng,
+    pub(super) line: usize,
+    pub(super) failures: Vec<String>,
 }
 
 /// How a finished request reads in the transcript.
@@ -110,12 +31,12 @@ fn outcome(d: &Done) -> String {
 }
 
 impl Session {
-    fn blocks(&self) -> u64 {
+    pub(super) fn blocks(&self) -> u64 {
         self.cap / self.bs
     }
 
     /// A random block-aligned range of `len` bytes inside the device.
-    fn range(&mut self, len: u64) -> u64 {
+    pub(super) fn range(&mut self, len: u64) -> u64 {
         self.rng.below(self.blocks() - len / self.bs) * self.bs
     }
 
@@ -184,7 +105,7 @@ impl Session {
             .ok_or_else(|| Error::Device(format!("no queue {q}")))
     }
 
-    fn read_on(&mut self, q: usize, off: u64, len: usize) -> Result<()> {
+    pub(super) fn read_on(&mut self, q: usize, off: u64, len: usize) -> Result<()> {
         let p = self.dev.ptr(0, len)?;
         self.queue(q)?.read(off, p, len, 0, ReqFlags::empty());
         let d = self.one(q)?;
@@ -204,19 +125,19 @@ impl Session {
         Ok(())
     }
 
-    fn read(&mut self, off: u64, len: usize) -> Result<()> {
+    pub(super) fn read(&mut self, off: u64, len: usize) -> Result<()> {
         self.read_on(0, off, len)
     }
 
     /// A read of `off..off+len` widened by a block each side (clipped to
     /// the device): also shows that the neighbours were left alone.
-    fn read_around(&mut self, off: u64, len: usize) -> Result<()> {
+    pub(super) fn read_around(&mut self, off: u64, len: usize) -> Result<()> {
         let start = off.saturating_sub(self.bs);
         let end = (off + len as u64 + self.bs).min(self.cap);
         self.read(start, (end - start) as usize)
     }
 
-    fn write_on(
+    pub(super) fn write_on(
         &mut self,
         q: usize,
         op: &str,
@@ -246,7 +167,7 @@ impl Session {
         Ok(())
     }
 
-    fn write(&mut self, off: u64, len: usize) -> Result<()> {
+    pub(super) fn write(&mut self, off: u64, len: usize) -> Result<()> {
         self.write_on(0, "write", off, len, ReqFlags::empty())
     }
 
@@ -304,7 +225,7 @@ impl Session {
         s.join(",")
     }
 
-    fn writev(&mut self, off: u64, total: usize, n: usize) -> Result<()> {
+    pub(super) fn writev(&mut self, off: u64, total: usize, n: usize) -> Result<()> {
         let iov = self.segments(total, n)?;
         let mut data = vec![0u8; total];
         self.rng.fill(&mut data);
@@ -326,7 +247,7 @@ impl Session {
         Ok(())
     }
 
-    fn readv(&mut self, off: u64, total: usize, n: usize) -> Result<()> {
+    pub(super) fn readv(&mut self, off: u64, total: usize, n: usize) -> Result<()> {
         let iov = self.segments(total, n)?;
         let cnt =
             u32::try_from(iov.len()).map_err(|_| Error::Device("too many segments".into()))?;
@@ -348,7 +269,7 @@ impl Session {
         Ok(())
     }
 
-    fn write_zeroes(&mut self, off: u64, len: u64, no_unmap: bool) -> Result<()> {
+    pub(super) fn write_zeroes(&mut self, off: u64, len: u64, no_unmap: bool) -> Result<()> {
         let flags = if no_unmap {
             ReqFlags::NO_UNMAP
         } else {
@@ -373,7 +294,7 @@ impl Session {
     }
 
     /// Reads `off..off+len` in chunks, each checked against the model.
-    fn read_span(&mut self, off: u64, len: u64) -> Result<()> {
+    pub(super) fn read_span(&mut self, off: u64, len: u64) -> Result<()> {
         let mut at = off;
         while at < off + len {
             let n = (off + len - at).min(CHUNK as u64) as usize;
@@ -386,7 +307,7 @@ impl Session {
     /// Discarded blocks may read back as they were or as zeroes (the
     /// block layer decides): read the range back, accept per block
     /// either, and take what the device returned into the model.
-    fn discard(&mut self, off: u64, len: u64) -> Result<()> {
+    pub(super) fn discard(&mut self, off: u64, len: u64) -> Result<()> {
         self.queue(0)?.discard(off, len, 0, ReqFlags::empty());
         let d = self.one(0)?;
         self.log(format!("discard {off} {len} -> {}", outcome(&d)));
@@ -429,7 +350,7 @@ impl Session {
         Ok(())
     }
 
-    fn flush(&mut self) -> Result<()> {
+    pub(super) fn flush(&mut self) -> Result<()> {
         self.queue(0)?.flush(0, ReqFlags::empty());
         let d = self.one(0)?;
         self.log(format!("flush -> {}", outcome(&d)));
@@ -437,7 +358,7 @@ impl Session {
     }
 
     /// The whole device, compared with the model, in one line.
-    fn read_all(&mut self) -> Result<()> {
+    pub(super) fn read_all(&mut self) -> Result<()> {
         let mut sum = Vec::new();
         let mut at = 0;
         while at < self.cap {
@@ -464,7 +385,7 @@ impl Session {
     }
 
     /// No base image: the model starts as the device's content.
-    fn adopt_all(&mut self) -> Result<()> {
+    pub(super) fn adopt_all(&mut self) -> Result<()> {
         let mut at = 0;
         while at < self.cap {
             let n = (self.cap - at).min(CHUNK as u64) as usize;
@@ -486,7 +407,7 @@ impl Session {
 
     /// Many requests in flight at once on queue 0: writes to disjoint
     /// ranges, then reads of the same ranges; lines in submission order.
-    fn batch(&mut self, n: usize) -> Result<()> {
+    pub(super) fn batch(&mut self, n: usize) -> Result<()> {
         let slice = self.blocks() / n as u64 * self.bs;
         let mut reqs = Vec::new();
         for i in 0..n {
@@ -554,151 +475,4 @@ impl Session {
         }
         Ok(done)
     }
-
-    fn sequence(&mut self) -> Result<()> {
-        let bs = self.bs;
-        let bsz = bs as usize;
-        let cap = self.cap;
-        // Fixed places: the first blocks, across 4 KiB, 64 KiB and 1 MiB
-        // boundaries, the last block, one big request.
-        let fixed: [(u64, usize); 8] = [
-            (0, bsz),
-            (bs, bsz),
-            (4096 + bs, 3 * bsz),
-            (65536 - bs, 2 * bsz),
-            ((1 << 20) - bs, (1 << 19) + bsz),
-            (cap - bs, bsz),
-            (cap - 8 * bs, 8 * bsz),
-            (3 << 20, CHUNK),
-        ];
-        for (off, len) in fixed {
-            self.write(off, len)?;
-            self.read_around(off, len)?;
-        }
-        for i in 0..40u64 {
-            let most = if i % 8 == 0 { 512 } else { 64 };
-            let len = (1 + self.rng.below(most)) * bs;
-            let off = self.range(len);
-            self.write(off, len as usize)?;
-            self.read_around(off, len as usize)?;
-        }
-        // Scattered buffers: odd-sized segments, read back with other cuts.
-        let max_segs = usize::try_from(self.dev.get_i32("max-segments")?)
-            .unwrap_or(1)
-            .clamp(1, 16);
-        for i in 0..12u64 {
-            let len = (1 + self.rng.below(32)) * bs;
-            let off = self.range(len);
-            let n = 1 + (i as usize % max_segs);
-            self.writev(off, len as usize, n)?;
-            self.readv(off, len as usize, max_segs - (i as usize % max_segs))?;
-            self.read(off, len as usize)?;
-        }
-        // As many segments as the device says it takes, one more, and
-        // many more (still fewer than the queue has descriptors).
-        let seg_max = usize::try_from(self.dev.get_i32("max-segments")?).unwrap_or(1);
-        for n in [seg_max, seg_max + 1, 200] {
-            let len = 128 * bs;
-            let off = self.range(len);
-            self.writev(off, len as usize, n)?;
-            self.readv(off, len as usize, n)?;
-            self.read(off, len as usize)?;
-        }
-        // Requests bigger than any chunk a daemon may split them into.
-        let off = self.range(BIG as u64);
-        self.write(off, BIG)?;
-        self.read(off, BIG)?;
-        // Past the end and misaligned: errors, and nothing changes.
-        self.read(cap - bs, 2 * bsz)?;
-        self.read(cap, bsz)?;
-        self.read(1 << 40, bsz)?;
-        self.write(cap - bs, 2 * bsz)?;
-        self.write(cap, bsz)?;
-        self.read(cap - bs, bsz)?;
-        self.write_zeroes(cap - bs, 2 * bs, false)?;
-        self.discard(cap, bs)?;
-        self.read(0, bsz / 2)?;
-        self.write(bs, bsz + 256)?;
-        self.read_around(bs, bsz)?;
-        if bs > 512 {
-            self.read(512, bsz)?;
-            self.write(bs + 512, bsz)?;
-            self.read_around(bs, 2 * bsz)?;
-        }
-        // Write zeroes, with and without unmap, aligned and not to 4 KiB.
-        self.write_zeroes(4096 - bs, 3 * bs, false)?;
-        self.write_zeroes(8192 + bs, 5 * bs, true)?;
-        for i in 0..8u64 {
-            let len = (1 + self.rng.below(256)) * bs;
-            let off = self.range(len);
-            self.write_zeroes(off, len, i % 2 == 1)?;
-            self.read_around(off, len as usize)?;
-        }
-        self.write_zeroes(5 << 20, 4 << 20, false)?;
-        // Just over the device's limit, when it has one that fits.
-        let max_wz = self.dev.get_u64("max-write-zeroes-len")?;
-        if max_wz > 0 && max_wz + bs <= cap {
-            self.write_zeroes(bs, max_wz, true)?;
-            self.write_zeroes(0, max_wz + bs, true)?;
-            self.read_span(0, max_wz + bs)?;
-        }
-        // Discard: blocks read back as before or as zeroes.
-        self.discard(4096 + bs, 2 * bs)?;
-        for _ in 0..6 {
-            let len = (1 + self.rng.below(512)) * bs;
-            let off = self.range(len);
-            self.discard(off, len)?;
-        }
-        let max_discard = self.dev.get_u64("max-discard-len")?;
-        if max_discard > 0 && max_discard + bs <= cap {
-            self.discard(bs, max_discard + bs)?;
-        }
-        // FUA write (libblkio adds the flush), flush, many in flight.
-        let off = self.range(8 * bs);
-        self.write_on(0, "write-fua", off, 8 * bsz, ReqFlags::FUA)?;
-        self.read(off, 8 * bsz)?;
-        self.flush()?;
-        self.batch(16)?;
-        // Every queue serves requests; each reads what another wrote.
-        let nq = self.dev.queues.len();
-        if nq > 1 {
-            let mut offs = Vec::new();
-            for q in 0..nq {
-                let off = self.range(4 * bs);
-                self.write_on(q, "write", off, 4 * bsz, ReqFlags::empty())?;
-                offs.push(off);
-            }
-            for (q, off) in offs.into_iter().enumerate() {
-                self.read_on((q + 1) % nq, off, 4 * bsz)?;
-            }
-        }
-        self.flush()
-    }
-
-    /// On a read-only device: reads work, every kind of write is refused.
-    fn read_only_sequence(&mut self) -> Result<()> {
-        let bs = self.bs;
-        let bsz = bs as usize;
-        for _ in 0..8 {
-            let len = (1 + self.rng.below(64)) * bs;
-            let off = self.range(len);
-            self.read(off, len as usize)?;
-        }
-        self.read(self.cap - bs, bsz)?;
-        self.read(self.cap, bsz)?;
-        self.write(0, bsz)?;
-        self.write(self.cap - bs, bsz)?;
-        let iov_len = 2 * bsz;
-        self.writev(bs, iov_len, 3)?;
-        self.write_zeroes(0, 8 * bs, false)?;
-        self.write_zeroes(0, 8 * bs, true)?;
-        self.discard(0, 8 * bs)?;
-        self.flush()?;
-        self.read(0, 16 * bsz)
-    }
-}
-
-/// The buffer `verify` needs.
-pub fn buffer_len() -> usize {
-    BUFFER
 }

@@ -1,4 +1,6 @@
-//! `watch-capacity`: stays connected while someone resizes the exported
+//! `watch-capacity` and `hold`: front ends that stay connected.
+//!
+//! `watch-capacity` stays connected while someone resizes the exported
 //! node, and shows what the front end sees. libblkio reads the capacity
 //! from the config space again on every query (vhost-user GET_CONFIG), so
 //! the new size shows without a reconnect; then I/O at the new end must
@@ -19,7 +21,7 @@ const WAIT: Duration = Duration::from_secs(10);
 /// Prints `capacity OLD` (the caller resizes after that line), waits
 /// until the capacity is `until`, prints it, and writes then reads the
 /// last block of the new size. Ok(false) when the capacity never came.
-pub fn run(mut dev: Device, until: u64) -> Result<bool> {
+pub fn watch_capacity(mut dev: Device, until: u64) -> Result<bool> {
     let old = dev.capacity()?;
     println!("capacity {old}");
     std::io::stdout().flush().map_err(|source| Error::File {
@@ -89,4 +91,28 @@ fn shown(ret: i32) -> String {
     } else {
         errno_name(ret)
     }
+}
+
+/// `hold`: connected until stdin closes (another front end can be tried
+/// meanwhile), then one read to show the connection still serves.
+pub fn hold(mut dev: Device) -> Result<bool> {
+    println!("connected capacity {}", dev.capacity()?);
+    std::io::stdout().flush().map_err(|source| Error::File {
+        path: "stdout".into(),
+        source,
+    })?;
+    let mut sink = Vec::new();
+    std::io::Read::read_to_end(&mut std::io::stdin(), &mut sink).map_err(|source| Error::File {
+        path: "stdin".into(),
+        source,
+    })?;
+    let p = dev.ptr(0, 4096)?;
+    let q = dev
+        .queues
+        .first_mut()
+        .ok_or_else(|| Error::Device("no queue started".into()))?;
+    q.read(0, p, 4096, 0, ReqFlags::empty());
+    let r = one(q)?;
+    println!("read 0 4096 -> {}", shown(r));
+    Ok(r == 0)
 }
