@@ -13,7 +13,7 @@ need nbdinfo || { apt-get update -qq && apt-get install -y -qq libnbd-bin; }
 { need nbdsh && /usr/bin/python3 -c 'import nbd' 2>/dev/null; } ||
     { apt-get update -qq && apt-get install -y -qq python3-libnbd; }
 need fio || { apt-get update -qq && apt-get install -y -qq fio; }
-# --- vm helper (issue 11): the VM tests (tests/vhost_user_blk_vm.rs) -----
+# The VM tests (tests/vhost_user_blk_vm.rs) need
 # qemu-system-x86_64, a Debian kernel and busybox-static for the guest's
 # initramfs (xz-utils: a test packs a module as .ko.xz). bookworm's own
 # qemu-system-x86 is 7.2 and installing it replaces qemu-utils 10.0.2
@@ -49,7 +49,6 @@ EOF
         exit 1
     }
 fi
-# --- end of the vm helper's block -----------------------------------------
 # qemu-storage-daemon, qemu-img and qemu-io: the reference daemon of the
 # differential tests and the image tools (this machine kind has them)
 need qemu-storage-daemon || { apt-get update -qq && apt-get install -y -qq qemu-utils; }
