@@ -3,11 +3,11 @@
 qemu-storage-daemon, alternating in one run, the same libblkio front end
 (tools/blkio-drive bench) for both.
 
-Each repetition starts every server in turn (the order rotates between
-repetitions) on a fresh copy of the same random image on /dev/shm,
-runs every workload against its vhost-user socket, and reads the
-server's CPU time (utime+stime of /proc/PID/stat, all threads) around
-each workload. The summary prints per workload the median of the runs,
+Each repetition starts every server on its own fresh copy of the same
+random image on /dev/shm, then runs each workload against every server
+in turn (the order rotates between repetitions), so that a busy moment
+of the machine hits both; the server's CPU time (utime+stime of
+/proc/PID/stat, all threads) is read around each run. The summary prints per workload the median of the runs,
 our ratio to qsd next to the issue's target, and the server CPU time per
 request.
 
@@ -149,7 +149,6 @@ def main():
     names = [m for m in METRICS if not wanted or m in wanted.split(",")]
     work = tempfile.mkdtemp(prefix="vub-bench.", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
     src = os.path.join(work, "src.img")
-    img = os.path.join(work, "disk.img")
     try:
         with open("/dev/urandom", "rb") as r, open(src, "wb") as w:
             for _ in range(IMG_MIB):
@@ -160,12 +159,19 @@ def main():
               f"servers {SERVERS}; front end {DRIVE}", flush=True)
         for rep in range(REPS):
             order = SERVERS[rep % len(SERVERS):] + SERVERS[:rep % len(SERVERS)]
-            for kind in order:
-                shutil.copyfile(src, img)
-                srv = Server(kind, work, img)
-                try:
-                    for m in names:
-                        args, unit, _ = METRICS[m]
+            # Every server runs (idle but for the one measured) on its own
+            # fresh copy, and each workload runs on all of them back to
+            # back: what else the machine does then weighs on both alike.
+            servers = {}
+            try:
+                for kind in order:
+                    img = os.path.join(work, f"disk-{kind}.img")
+                    shutil.copyfile(src, img)
+                    servers[kind] = Server(kind, work, img)
+                for m in names:
+                    args, unit, _ = METRICS[m]
+                    for kind in order:
+                        srv = servers[kind]
                         before = srv.cpu()
                         j, reqs = bench(srv, args)
                         cpu = srv.cpu() - before
@@ -174,7 +180,8 @@ def main():
                         results[kind][m].append((value, per))
                         print(f"# rep {rep + 1} {kind:5} {m:20} {value:10.1f} {unit:5} "
                               f"cpu {per:8.2f} us/req", flush=True)
-                finally:
+            finally:
+                for srv in servers.values():
                     srv.stop()
         summary(results, names)
     finally:
