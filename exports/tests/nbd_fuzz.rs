@@ -11,51 +11,18 @@
 use storage_exports::nbd::codec::*;
 use storage_exports::nbd::fuzz::{Start, session_input};
 
-/// xorshift64*: deterministic, so a failure names its case.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.next() as u8).collect()
-    }
-
-    /// A value that often sits on a boundary.
-    fn edgy(&mut self, around: &[u64]) -> u64 {
-        let base = around[self.below(around.len() as u64) as usize];
-        match self.below(4) {
-            0 => base,
-            1 => base.wrapping_add(self.below(8)),
-            2 => base.wrapping_sub(self.below(8)),
-            _ => self.next(),
-        }
-    }
-}
+#[path = "support/generate.rs"]
+mod generate;
+use generate::{Rng, env_u64};
 
 const EXPORT_SIZE: u64 = 64 * 1024;
 
 fn cases() -> u64 {
-    std::env::var("NBD_FUZZ_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(400)
+    env_u64("NBD_FUZZ_CASES", 400)
 }
 
 fn seed() -> u64 {
-    std::env::var("NBD_FUZZ_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0x6e62_6466_757a_7a31)
+    env_u64("NBD_FUZZ_SEED", 0x6e62_6466_757a_7a31)
 }
 
 /// Flips a few bits, cuts the tail or duplicates a piece.

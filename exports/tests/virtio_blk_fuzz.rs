@@ -14,49 +14,16 @@
 
 use storage_exports::virtio_blk::fuzz::{FUZZ_DATA, FUZZ_REGIONS, FuzzStats, chain_input};
 
-/// xorshift64*: deterministic, so a failure names its case.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-
-    fn pick<T: Copy>(&mut self, from: &[T]) -> T {
-        from[self.below(from.len() as u64) as usize]
-    }
-
-    /// A value that often sits on a boundary.
-    fn edgy(&mut self, around: &[u64]) -> u64 {
-        let base = self.pick(around);
-        match self.below(4) {
-            0 => base,
-            1 => base.wrapping_add(self.below(8)),
-            2 => base.wrapping_sub(self.below(8)),
-            _ => self.next(),
-        }
-    }
-}
+#[path = "support/generate.rs"]
+mod generate;
+use generate::{Rng, env_u64};
 
 fn cases() -> u64 {
-    std::env::var("VIRTIO_BLK_FUZZ_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(400)
+    env_u64("VIRTIO_BLK_FUZZ_CASES", 400)
 }
 
 fn seed() -> u64 {
-    std::env::var("VIRTIO_BLK_FUZZ_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0x7669_7274_696f_626b)
+    env_u64("VIRTIO_BLK_FUZZ_SEED", 0x7669_7274_696f_626b)
 }
 
 const NEXT: u16 = 1;
