@@ -411,7 +411,7 @@ fn tcp_monitor_on_every_address_and_stale_unix_socket() {
     // A socket file nobody listens on, as a killed daemon leaves it.
     let stale = dir.join("stale.sock");
     drop(UnixListener::bind(&stale).expect("bind"));
-    let d = Daemon::start(
+    let mut d = Daemon::start(
         OURS,
         &dir,
         &strings(&[
@@ -421,6 +421,9 @@ fn tcp_monitor_on_every_address_and_stale_unix_socket() {
             "chardev=s",
         ]),
     );
+    // start() waits for its own monitor's socket, which may listen before
+    // this one has replaced the stale file (CI saw connect refused).
+    d.wait_for_socket(&stale);
     let mut q = Qmp::connect(&stale);
     q.negotiate();
     q.cmd("query-version", json!({}));
