@@ -266,12 +266,14 @@ impl BlkBackend {
             let _rt = self.runtime.enter();
             let mut cx = Context::from_waker(Waker::noop());
             let mut completed = false;
+            let mut spawned = false;
             for chain in chains {
                 let mut request = Box::pin(self.request(q, vring.clone(), chain));
                 if request.as_mut().poll(&mut cx).is_ready() {
                     completed = true;
                     continue;
                 }
+                spawned = true;
                 let vring = vring.clone();
                 self.runtime.spawn(async move {
                     request.await;
@@ -289,8 +291,11 @@ impl BlkBackend {
             // microseconds later: watching the ring for a moment, with
             // notifications still off, serves it without the kick, the
             // epoll wake-up and the thread switch (QEMU's iothreads poll
-            // the same way, poll-max-ns 32 us).
-            if self.poll_avail(vring) {
+            // the same way, poll-max-ns 32 us). Only when the whole batch
+            // was answered here: with requests on the pool, the driver is
+            // waiting for those, and spinning would take a core from them
+            // (1 MiB reads at depth 4 fell to 0.95x qsd).
+            if !spawned && self.poll_avail(vring) {
                 continue;
             }
             // Re-enabling notifications tells whether chains came in
