@@ -378,9 +378,7 @@ impl FileInner {
     /// A vectored write as a blocking call.
     fn writev_blocking(&self, off: u64, iov: &IoVecs, fua: bool) -> io::Result<()> {
         if !self.direct_ok(off, iov) {
-            let mut buf = IoBuf::with_len(iov.len());
-            iov.copy_to(0, &mut buf);
-            return self.write_blocking(off, &buf, fua);
+            return self.write_blocking(off, &iov.to_buf(), fua);
         }
         let flags = if fua && !self.no_flush {
             libc::RWF_DSYNC

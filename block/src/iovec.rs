@@ -7,7 +7,11 @@
 //! `IoVecs` therefore holds an owner (e.g. the guard of the guest memory
 //! mapping) and moves with the job, like an [`super::IoBuf`] does.
 
+use std::borrow::Cow;
+use std::io;
 use std::sync::Arc;
+
+use super::{BufResult, IoBuf};
 
 /// Raw I/O vectors and what keeps them mapped.
 pub struct IoVecs {
@@ -58,8 +62,12 @@ impl IoVecs {
     }
 
     /// The vectors past the first `skip` bytes (for a system call that
-    /// resumes after a short transfer).
-    pub(crate) fn remaining(&self, skip: usize) -> Vec<libc::iovec> {
+    /// resumes after a short transfer); the vectors themselves, not a
+    /// copy, for the usual call with `skip` 0.
+    pub(crate) fn remaining(&self, skip: usize) -> Cow<'_, [libc::iovec]> {
+        if skip == 0 {
+            return Cow::Borrowed(&self.iovs);
+        }
         let mut left = skip;
         let mut out = Vec::with_capacity(self.iovs.len());
         for v in &self.iovs {
@@ -74,7 +82,7 @@ impl IoVecs {
             });
             left = 0;
         }
-        out
+        Cow::Owned(out)
     }
 
     /// Whether every piece starts and ends on `align` (O_DIRECT).
@@ -105,6 +113,22 @@ impl IoVecs {
         });
     }
 
+    /// A copy of the bytes, for a path that needs them in a buffer of its
+    /// own (a driver without vectored I/O, zero detection).
+    pub(crate) fn to_buf(&self) -> IoBuf {
+        let mut buf = IoBuf::with_len(self.len);
+        self.copy_to(0, &mut buf);
+        buf
+    }
+
+    /// Ends a read made into a buffer from [`IoBuf::with_len`] of our
+    /// length: its bytes go into the vectors.
+    pub(crate) fn fill_from(&self, (r, buf): BufResult) -> io::Result<()> {
+        r?;
+        self.copy_from(0, &buf);
+        Ok(())
+    }
+
     /// Zeroes the vectors from byte `at` on (a read past end of file).
     pub fn zero_from(&self, at: usize) {
         self.walk(at, self.len.saturating_sub(at), |ptr, _, n| {
@@ -116,7 +140,7 @@ impl IoVecs {
     /// Calls `f(piece pointer, bytes done, n)` over `len` bytes from `at`.
     fn walk(&self, at: usize, len: usize, mut f: impl FnMut(*mut u8, usize, usize)) {
         let mut done = 0;
-        for v in self.remaining(at) {
+        for v in self.remaining(at).iter() {
             if done == len {
                 break;
             }

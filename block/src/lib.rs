@@ -74,20 +74,11 @@ pub trait BlockDevice: Send + Sync {
     /// `file` driver reads straight into it; the default copies through
     /// an [`IoBuf`].
     fn readv(&self, offset: u64, iov: IoVecs) -> IoFuture<'_, io::Result<()>> {
-        Box::pin(async move {
-            let (r, buf) = self.read(offset, IoBuf::with_len(iov.len())).await;
-            r?;
-            iov.copy_from(0, &buf);
-            Ok(())
-        })
+        Box::pin(async move { iov.fill_from(self.read(offset, IoBuf::with_len(iov.len())).await) })
     }
     /// [`BlockDevice::write`] from memory the caller maps.
     fn writev(&self, offset: u64, iov: IoVecs, fua: bool) -> IoFuture<'_, io::Result<()>> {
-        Box::pin(async move {
-            let mut buf = IoBuf::with_len(iov.len());
-            iov.copy_to(0, &mut buf);
-            self.write(offset, buf, fua).await.0
-        })
+        Box::pin(async move { self.write(offset, iov.to_buf(), fua).await.0 })
     }
     fn flush(&self) -> IoFuture<'_, io::Result<()>>;
     /// A hint: ignored unless the node was opened with `discard=unmap`.

@@ -20,12 +20,7 @@ pub(crate) trait Driver: Send + Sync + 'static {
     fn write(&self, offset: u64, buf: IoBuf, fua: bool) -> impl Future<Output = BufResult> + Send;
     /// Vectored read; by default through an [`IoBuf`].
     fn readv(&self, offset: u64, iov: IoVecs) -> impl Future<Output = io::Result<()>> + Send {
-        async move {
-            let (r, buf) = self.read(offset, IoBuf::with_len(iov.len())).await;
-            r?;
-            iov.copy_from(0, &buf);
-            Ok(())
-        }
+        async move { iov.fill_from(self.read(offset, IoBuf::with_len(iov.len())).await) }
     }
     /// Vectored write; by default through an [`IoBuf`].
     fn writev(
@@ -34,11 +29,7 @@ pub(crate) trait Driver: Send + Sync + 'static {
         iov: IoVecs,
         fua: bool,
     ) -> impl Future<Output = io::Result<()>> + Send {
-        async move {
-            let mut buf = IoBuf::with_len(iov.len());
-            iov.copy_to(0, &mut buf);
-            self.write(offset, buf, fua).await.0
-        }
+        async move { self.write(offset, iov.to_buf(), fua).await.0 }
     }
     fn flush(&self) -> impl Future<Output = io::Result<()>> + Send;
     fn discard(&self, offset: u64, len: u64) -> impl Future<Output = io::Result<()>> + Send;
@@ -160,9 +151,7 @@ impl<D: Driver> BlockDevice for Node<D> {
             if self.common.detect_zeroes != DetectZeroes::Off {
                 // Zero detection looks at the data: take a copy, and the
                 // plain write path.
-                let mut buf = IoBuf::with_len(iov.len());
-                iov.copy_to(0, &mut buf);
-                return BlockDevice::write(self, offset, buf, fua).await.0;
+                return BlockDevice::write(self, offset, iov.to_buf(), fua).await.0;
             }
             self.drv.writev(offset, iov, fua).await
         })

@@ -102,10 +102,7 @@ impl Driver for RawDriver {
             return self.child.readv(self.offset + offset, iov).await;
         }
         // The zeroes past the child's end: the copying path.
-        let (r, buf) = self.read(offset, IoBuf::with_len(iov.len())).await;
-        r?;
-        iov.copy_from(0, &buf);
-        Ok(())
+        iov.fill_from(self.read(offset, IoBuf::with_len(iov.len())).await)
     }
 
     async fn writev(&self, offset: u64, iov: IoVecs, fua: bool) -> io::Result<()> {

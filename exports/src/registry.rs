@@ -38,6 +38,11 @@ pub trait Export: Send + Sync {
     fn shutdown(&self, hard: bool);
     /// Resolves when no client is left.
     fn drained(self: Arc<Self>) -> BoxFuture<()>;
+    /// The exported node changed size (`block_resize`): tell the clients
+    /// that can be told (a vhost-user front end). Most protocols cannot.
+    fn resized(self: Arc<Self>) -> BoxFuture<()> {
+        Box::pin(async {})
+    }
 }
 
 struct Entry {
@@ -193,6 +198,20 @@ impl ExportRegistry {
     }
 
     /// Daemon shutdown: every export goes, clients are disconnected.
+    /// `block_resize` of `node_name` happened: its exports tell their
+    /// clients.
+    pub async fn node_resized(&self, node_name: &str) {
+        let exports: Vec<Arc<dyn Export>> = self
+            .lock()
+            .iter()
+            .filter(|e| e.node_name == node_name)
+            .map(|e| e.export.clone())
+            .collect();
+        for x in exports {
+            x.resized().await;
+        }
+    }
+
     pub async fn shutdown_all(self: &Arc<Self>) {
         let ids: Vec<String> = self
             .lock()

@@ -295,8 +295,7 @@ impl Daemon {
                 ));
             }
         };
-        let export = VhostUserBlkExport::create(opts, &arg.node_name, user.device().clone())
-            .map_err(generic)?;
+        let export = VhostUserBlkExport::create(opts, user.device().clone()).map_err(generic)?;
         self.exports
             .add(
                 &arg.id,
@@ -480,9 +479,7 @@ impl q::Commands for Daemon {
             .resize(&name, size)
             .await
             .map_err(|e| generic(e.desc()))?;
-        // vhost-user-blk front ends learn of it from the export.
-        #[cfg(feature = "vhost-user-blk")]
-        storage_exports::vhost_user_blk::node_resized(&name).await;
+        self.exports.node_resized(&name).await;
         Ok(())
     }
 

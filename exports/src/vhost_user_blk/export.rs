@@ -14,7 +14,7 @@
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use storage_block::BlockDevice;
 use tokio::sync::{Notify, watch};
@@ -22,7 +22,7 @@ use vhost::vhost_user::Listener;
 use vhost_user_backend::VhostUserDaemon;
 use vm_memory::{GuestMemoryAtomic, GuestMemoryMmap};
 
-use super::backend::{BlkBackend, Inflight, MAX_QUEUE_SIZE};
+use super::backend::{BlkBackend, Inflight};
 use super::options::{VhostUserBlkOptions, VhostUserListen};
 use super::relay::{self, BackendChannel};
 use crate::registry::{BoxFuture, Export, ExportError};
@@ -31,12 +31,6 @@ use crate::virtio_blk::{BlkConfig, BlkOptions, Engine};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Live exports, for [`node_resized`].
-fn live() -> MutexGuard<'static, Vec<Weak<Shared>>> {
-    static LIVE: Mutex<Vec<Weak<Shared>>> = Mutex::new(Vec::new());
-    lock(&LIVE)
 }
 
 /// A connection to vhost's listener that only we can make: the listener
@@ -74,7 +68,6 @@ fn private_pair() -> Result<(Listener, UnixStream), String> {
 }
 
 struct Shared {
-    node_name: String,
     device: Arc<dyn BlockDevice>,
     engine: Arc<Engine>,
     config: Arc<Mutex<BlkConfig>>,
@@ -102,7 +95,6 @@ impl VhostUserBlkExport {
     /// front ends from then on. Must run in the runtime.
     pub fn create(
         opts: VhostUserBlkOptions,
-        node_name: &str,
         device: Arc<dyn BlockDevice>,
     ) -> Result<Arc<VhostUserBlkExport>, ExportError> {
         let checked = opts.check().map_err(ExportError::new)?;
@@ -111,7 +103,6 @@ impl VhostUserBlkExport {
         let blk = BlkOptions {
             logical_block_size: checked.logical_block_size,
             num_queues: checked.num_queues,
-            queue_size: MAX_QUEUE_SIZE,
             writable: opts.writable,
             writethrough: opts.writethrough,
         };
@@ -145,7 +136,6 @@ impl VhostUserBlkExport {
         };
         let config = BlkConfig::new(&blk, device.size());
         let shared = Arc::new(Shared {
-            node_name: node_name.to_string(),
             engine: Arc::new(Engine::new(device.clone(), &blk)),
             device,
             config: Arc::new(Mutex::new(config)),
@@ -160,11 +150,6 @@ impl VhostUserBlkExport {
             unlink: Mutex::new(unlink),
             changed,
         });
-        {
-            let mut l = live();
-            l.retain(|w| w.strong_count() > 0);
-            l.push(Arc::downgrade(&shared));
-        }
         shared.runtime.spawn(accept_loop(shared.clone(), listener));
         Ok(Arc::new(VhostUserBlkExport { shared }))
     }
@@ -333,6 +318,19 @@ impl Export for VhostUserBlkExport {
             }
         })
     }
+
+    /// The config space reads the node's size on every GET_CONFIG; an
+    /// attached front end that gave us a backend channel is told to read
+    /// it again.
+    fn resized(self: Arc<Self>) -> BoxFuture<()> {
+        Box::pin(async move {
+            let sh = self.shared.clone();
+            let sent = tokio::task::spawn_blocking(move || sh.notify_resize()).await;
+            if let Ok(Err(e)) = sent {
+                eprintln!("vhost-user-blk export: cannot notify the front end of a resize: {e}");
+            }
+        })
+    }
 }
 
 impl Drop for VhostUserBlkExport {
@@ -340,28 +338,6 @@ impl Drop for VhostUserBlkExport {
         // Dropped without a shutdown (an export that failed to register).
         if !self.shared.shutting_down.load(Ordering::SeqCst) {
             self.shutdown(true);
-        }
-    }
-}
-
-/// `block_resize` of node `node_name` happened: every vhost-user-blk
-/// export of it reports the new capacity, and tells an attached front
-/// end that gave us a backend channel.
-pub async fn node_resized(node_name: &str) {
-    let exports: Vec<Arc<Shared>> = {
-        let mut l = live();
-        l.retain(|w| w.strong_count() > 0);
-        l.iter()
-            .filter_map(Weak::upgrade)
-            .filter(|s| s.node_name == node_name)
-            .collect()
-    };
-    for s in exports {
-        lock(&s.config).set_capacity(s.device.size());
-        let sh = s.clone();
-        let sent = tokio::task::spawn_blocking(move || sh.notify_resize()).await;
-        if let Ok(Err(e)) = sent {
-            eprintln!("vhost-user-blk export: cannot notify the front end of a resize: {e}");
         }
     }
 }

@@ -19,5 +19,5 @@ mod relay;
 mod wire;
 
 pub use backend::{MAX_QUEUE_SIZE, features, protocol_features};
-pub use export::{VhostUserBlkExport, node_resized};
+pub use export::VhostUserBlkExport;
 pub use options::{VhostUserBlkOptions, VhostUserListen};

@@ -382,7 +382,6 @@ pub fn chain_input(data: &[u8]) -> FuzzStats {
     let opts = BlkOptions {
         logical_block_size: 512 << [0, 1, 3, 6][usize::from(opts_byte >> 2 & 3)],
         num_queues: 1,
-        queue_size: FUZZ_QUEUE_SIZE,
         writable: opts_byte & 1 != 0,
         writethrough: opts_byte & 2 != 0,
     };

@@ -31,10 +31,6 @@ pub struct BlkOptions {
     /// messages).
     pub logical_block_size: u32,
     pub num_queues: u16,
-    /// The transport's largest queue size. qsd's vhost-user-blk export
-    /// advertises `seg_max` 126 (128 - 2) whatever it is, and so does
-    /// [`BlkConfig::new`].
-    pub queue_size: u16,
     pub writable: bool,
     pub writethrough: bool,
 }

@@ -27,7 +27,6 @@ fn opts(lbs: u32, writable: bool) -> BlkOptions {
     BlkOptions {
         logical_block_size: lbs,
         num_queues: 1,
-        queue_size: 128,
         writable,
         writethrough: false,
     }
