@@ -19,18 +19,19 @@ import json
 import os
 import shutil
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
+
+import benchlib
+from benchlib import cpu_seconds, qemu_node_and_monitor, stop
 
 REPS = int(os.environ.get("REPS", "3"))
 DUR = float(os.environ.get("DUR", "3"))
 IMG_MIB = int(os.environ.get("IMG_SIZE", "1024"))
 OURS = os.environ.get("OURS", "target/release/storage-daemon")
 SERVERS = os.environ.get("SERVERS", "ours,qsd,nbdkit").split(",")
-TICK = os.sysconf("SC_CLK_TCK")
 EXPORT = "disk"
 
 
@@ -43,11 +44,7 @@ def free_port():
 def server_cmd(kind, img, port, qmp):
     # The yardstick's presets (../shared/bench/peer-bench.sh), same for
     # ours and qsd: file node with cache.direct=off under a raw node.
-    qemu_like = [
-        "--blockdev", f"driver=file,node-name=file0,filename={img},cache.direct=off",
-        "--blockdev", "driver=raw,node-name=disk,file=file0",
-        "--chardev", f"socket,id=qmp0,path={qmp},server=on,wait=off",
-        "--monitor", "chardev=qmp0",
+    qemu_like = qemu_node_and_monitor(img, qmp) + [
         "--nbd-server", f"addr.type=inet,addr.host=127.0.0.1,addr.port={port}",
         "--export", f"type=nbd,id=exp0,node-name=disk,name={EXPORT},writable=on",
     ]
@@ -58,13 +55,6 @@ def server_cmd(kind, img, port, qmp):
     if kind == "nbdkit":
         return ["nbdkit", "-f", "-i", "127.0.0.1", "-p", str(port), "-e", EXPORT, "file", img]
     raise SystemExit(f"unknown server {kind}")
-
-
-def cpu_ticks(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        rest = f.read().rsplit(")", 1)[1].split()
-    # Fields 14 and 15 of stat(5); `rest` starts at field 3.
-    return int(rest[11]) + int(rest[12])
 
 
 class Server:
@@ -88,15 +78,10 @@ class Server:
                 time.sleep(0.01)
 
     def cpu(self):
-        return cpu_ticks(self.proc.pid) / TICK
+        return cpu_seconds(self.proc.pid)
 
     def stop(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop(self.proc)
 
 
 def run(cmd, timeout):
@@ -202,18 +187,7 @@ def summary(results, names):
 
 
 def table(results, names, title, field, digits, unit):
-    peers = [s for s in SERVERS if s != "ours"]
-    head = f"{'metric':24} {'unit':6}" + "".join(f" {s:>10}" for s in SERVERS)
-    if "ours" in SERVERS:
-        head += "".join(f" {'ours/' + p:>12}" for p in peers)
-    print(f"\n# {title}")
-    print(head)
-    for m in names:
-        med = {s: statistics.median(r[field] for r in results[s][m]) for s in SERVERS}
-        line = f"{m:24} {unit(m):6}" + "".join(f" {med[s]:10.{digits}f}" for s in SERVERS)
-        if "ours" in SERVERS:
-            line += "".join(f" {med['ours'] / med[p] if med[p] else 0:12.2f}" for p in peers)
-        print(line)
+    benchlib.table(results, SERVERS, names, title, field, digits, unit)
 
 
 if __name__ == "__main__":

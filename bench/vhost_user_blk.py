@@ -21,11 +21,13 @@ import json
 import os
 import shutil
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
+
+import benchlib
+from benchlib import cpu_seconds, qemu_node_and_monitor, stop
 
 REPS = int(os.environ.get("REPS", "5"))
 DUR = float(os.environ.get("DUR", "3"))
@@ -33,7 +35,6 @@ IMG_MIB = int(os.environ.get("IMG_SIZE", "1024"))
 OURS = os.environ.get("OURS", "target/release/storage-daemon")
 DRIVE = os.environ.get("DRIVE", "target/release/blkio-drive")
 SERVERS = os.environ.get("SERVERS", "ours,qsd").split(",")
-TICK = os.sysconf("SC_CLK_TCK")
 
 # name -> (blkio-drive bench arguments, unit, target for ours/qsd)
 METRICS = {
@@ -52,11 +53,7 @@ def server_cmd(kind, img, sock, qmp):
     # The yardstick's preset (../shared/bench/peer-bench.sh, qsd-vhost),
     # the same for ours and qsd: file node with cache.direct=off under a
     # raw node, one queue.
-    args = [
-        "--blockdev", f"driver=file,node-name=file0,filename={img},cache.direct=off",
-        "--blockdev", "driver=raw,node-name=disk,file=file0",
-        "--chardev", f"socket,id=qmp0,path={qmp},server=on,wait=off",
-        "--monitor", "chardev=qmp0",
+    args = qemu_node_and_monitor(img, qmp) + [
         "--export", f"type=vhost-user-blk,id=exp0,node-name=disk,addr.type=unix,"
                     f"addr.path={sock},writable=on,num-queues=1",
     ]
@@ -65,13 +62,6 @@ def server_cmd(kind, img, sock, qmp):
     if kind == "qsd":
         return ["qemu-storage-daemon"] + args
     raise SystemExit(f"unknown server {kind}")
-
-
-def cpu_ticks(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        rest = f.read().rsplit(")", 1)[1].split()
-    # Fields 14 and 15 of stat(5); `rest` starts at field 3.
-    return int(rest[11]) + int(rest[12])
 
 
 def monitor_answers(path):
@@ -121,16 +111,10 @@ class Server:
             return f.read().decode(errors="replace")[-4000:]
 
     def cpu(self):
-        return cpu_ticks(self.proc.pid) / TICK
+        return cpu_seconds(self.proc.pid)
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop(self.proc)
 
 
 def bench(srv, args):
@@ -196,19 +180,8 @@ def summary(results, names):
 
 
 def table(results, names, title, field, digits, unit, target):
-    peers = [s for s in SERVERS if s != "ours"]
-    head = f"{'metric':20} {'unit':6}" + "".join(f" {s:>10}" for s in SERVERS)
-    if "ours" in SERVERS:
-        head += "".join(f" {'ours/' + p:>10}" for p in peers) + f" {'target':>7}"
-    print(f"\n# {title}")
-    print(head)
-    for m in names:
-        med = {s: statistics.median(r[field] for r in results[s][m]) for s in SERVERS}
-        line = f"{m:20} {unit(m):6}" + "".join(f" {med[s]:10.{digits}f}" for s in SERVERS)
-        if "ours" in SERVERS:
-            line += "".join(f" {med['ours'] / med[p] if med[p] else 0:10.2f}" for p in peers)
-            line += f" {target(m):>7}"
-        print(line)
+    benchlib.table(results, SERVERS, names, title, field, digits, unit, target,
+                   name_width=20, ratio_width=10)
 
 
 if __name__ == "__main__":
