@@ -275,10 +275,53 @@ impl Daemon {
     }
 
     /// A new negotiated connection to the monitor.
+    ///
+    /// qemu-storage-daemon's monitor serves one connection at a time and
+    /// listens with a backlog of 1: right after another connection closed
+    /// (the start-up probe), a new one is now and then refused, or closed
+    /// before or after its greeting without an answer (~1 in 20 here).
+    /// Those are retried until the timeout; any answer is checked.
     pub fn qmp(&self) -> Qmp {
-        let mut q = Qmp::connect(self.qmp_path.as_deref().expect("daemon has a monitor"));
-        q.negotiate();
-        q
+        let path = self.qmp_path.as_deref().expect("daemon has a monitor");
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            assert!(
+                Instant::now() < deadline,
+                "the monitor at {path} never answered qmp_capabilities"
+            );
+            let s = match UnixStream::connect(path) {
+                Ok(s) => s,
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                }
+                Err(e) => panic!("connect {path}: {e}"),
+            };
+            s.set_read_timeout(Some(TIMEOUT)).expect("timeout");
+            let mut q = Qmp {
+                stream: Stream::Unix(s),
+                buf: Vec::new(),
+                greeting: Value::Null,
+                events: VecDeque::new(),
+            };
+            match q.recv_within(TIMEOUT) {
+                Some(g) if g.get("QMP").is_some() => q.greeting = g,
+                Some(other) => panic!("greeting: {other}"),
+                None => continue,
+            }
+            q.send(&json!({"execute": "qmp_capabilities"}));
+            loop {
+                match q.recv_within(TIMEOUT) {
+                    Some(m) if m.get("event").is_some() => q.events.push_back(m),
+                    Some(m) if m.get("QMP").is_some() => {}
+                    Some(m) => {
+                        assert_eq!(m, json!({"return": {}}), "qmp_capabilities");
+                        return q;
+                    }
+                    None => break,
+                }
+            }
+        }
     }
 
     /// Sends a signal to the daemon.
