@@ -21,4 +21,7 @@ pub mod virtio_blk;
 #[cfg(feature = "vhost-user-blk")]
 pub mod vhost_user_blk;
 
+#[cfg(feature = "vduse")]
+pub mod vduse_blk;
+
 pub use registry::{Export, ExportError, ExportRegistry};
