@@ -336,22 +336,29 @@ fn huge_strings_and_the_size_cap() {
     let dir = TempDir::new("bad-huge");
     let d = Daemon::start(OURS, &dir, &[]);
     let mut q = d.qmp();
+    // Megabytes through a debug build on a loaded 2-core machine: give
+    // each answer longer than the usual timeout (CI once took over 10 s
+    // to echo the 8 MiB id); this is a size test, not a timing test.
+    let slow = |q: &mut Qmp| {
+        q.recv_within(std::time::Duration::from_secs(120))
+            .expect("an answer within 120 s")
+    };
     // 8 MiB: a valid if silly id, echoed whole.
     let id = "x".repeat(8 << 20);
     q.send(&json!({"execute": "query-block-exports", "id": id}));
-    let r = q.reply();
+    let r = slow(&mut q);
     assert_eq!(r["id"].as_str().map(str::len), Some(8 << 20));
     // A huge unknown command name.
     let name = "c".repeat(1 << 20);
     q.send(&json!({"execute": name}));
-    assert_eq!(q.reply()["error"]["class"], "CommandNotFound");
+    assert_eq!(slow(&mut q)["error"]["class"], "CommandNotFound");
     // Past QEMU's 64 MiB limit on one value: one error, then in step.
     let mut big = b"{\"execute\":\"query-version\",\"id\":\"".to_vec();
     big.resize(big.len() + (65 << 20), b'A');
     big.extend_from_slice(b"\"}");
     q.send_raw(&big);
     drop(big);
-    let r = q.reply();
+    let r = slow(&mut q);
     assert_eq!(r["error"]["desc"], "JSON token size limit exceeded", "{r}");
     still_up(&d, &mut q, "65 MiB message");
 }
